@@ -1,0 +1,32 @@
+"""emailsvc: an email-sending microservice (Pyramid, Cornice, Celery, Redis)."""
+
+import logging
+
+from pyramid.config import Configurator
+
+from . import settings as emailsvc_settings
+from .context import ServiceContext
+from .tasks import app as celery_app
+from .tasks import configure as configure_celery
+
+log = logging.getLogger(__name__)
+
+
+def main(global_config, **settings):
+    """Build the WSGI application from the ini's ``[app:main]`` settings."""
+    settings = emailsvc_settings.load(settings)
+    embedded = None
+    if not settings["emailsvc.redis_url"]:
+        from .embedded import EmbeddedServices
+
+        embedded = EmbeddedServices(settings, (global_config or {}).get("__file__"))
+        embedded.start()
+    with Configurator(settings=settings) as config:
+        config.include("cornice")
+        config.registry.emailsvc = ServiceContext(settings)
+        config.registry.emailsvc_embedded = embedded
+        configure_celery(celery_app, settings)
+        config.scan(".views")
+        config.scan(".errors")
+        app = config.make_wsgi_app()
+    return app

