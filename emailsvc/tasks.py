@@ -2,6 +2,7 @@
 
 import logging
 
+import kombu.pools
 from celery import Celery
 
 from . import store as redis_store
@@ -29,6 +30,10 @@ def configure(celery_app, settings):
         "global_keyprefix": settings["emailsvc.redis_prefix"],
     }
     queue = settings["emailsvc.queue"]
+    # Broker connections are pooled process-wide by URL alone, so connections made under a
+    # previous configuration (another key prefix) would be reused: drop them.
+    kombu.pools.reset()
+    celery_app._after_fork()  # noqa: SLF001 - Celery's own way to forget its pools
     celery_app.conf.update(
         broker_url=redis_store.broker_url(settings["emailsvc.redis_url"]),
         broker_transport_options=transport_options,
