@@ -3,10 +3,9 @@
 import json
 
 import pytest
+import webtest
 
 from emailsvc import main
-
-import webtest
 
 VALID = {"recipients": ["ana@example.org"], "subject": "Réunion", "content": "Bonjour"}
 
