@@ -13,7 +13,7 @@ class ServiceContext:
         self.settings = settings
         self.chunk_size = as_int(settings, "emailsvc.chunk_size", minimum=1)
         self.max_body_bytes = as_int(settings, "emailsvc.max_body_bytes", minimum=1024)
-        self.templates = Templates()
+        self.templates = Templates(settings["emailsvc.template_dir"])
         self.store = JobStore(
             redis_store.connect(settings),
             settings["emailsvc.redis_prefix"],

@@ -29,7 +29,8 @@ class Templates:
     compiled on first use and then reused for the life of the process.
     """
 
-    def __init__(self, directory=TEMPLATE_DIR):
+    def __init__(self, directory=""):
+        directory = directory or TEMPLATE_DIR
         self._templates = {}
         for filename in sorted(os.listdir(directory)):
             name, suffix = os.path.splitext(filename)

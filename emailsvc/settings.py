@@ -12,6 +12,8 @@ DEFAULTS = {
     "emailsvc.embedded.redis_file": "var/redis.rdb",
     "emailsvc.embedded.worker": "true",
     "emailsvc.embedded.worker_concurrency": "2",
+    # Folder of <name>.txt Chameleon templates; empty means the ones shipped in the package.
+    "emailsvc.template_dir": "",
     "emailsvc.mail.transport": "smtp",
     "emailsvc.outbox_dir": "var/outbox",
     "emailsvc.smtp.host": "localhost",

@@ -72,7 +72,10 @@ def deliverer():
             as_int(settings, "emailsvc.job_ttl_seconds", minimum=1),
         )
         _context["deliverer"] = Deliverer(
-            store, Templates(), transport_from_settings(settings), sender_address(settings)
+            store,
+            Templates(settings["emailsvc.template_dir"]),
+            transport_from_settings(settings),
+            sender_address(settings),
         )
     return _context["deliverer"]
 

@@ -4,6 +4,7 @@
 variables override it as they do for the web server.
 """
 
+import configparser
 import logging.config
 import os
 
@@ -28,14 +29,20 @@ def _load_ini(options, **kwargs):
     if not os.path.exists(path):
         raise SystemExit(f"emailsvc worker: no such ini file: {path}")
     configure(app, emailsvc_settings.from_ini(path))
-    from plaster import get_loader
+    _logging_source["ini"] = path
 
-    get_loader(path, protocols=["wsgi"]).setup_logging(
-        {"__file__": path, "here": os.path.dirname(path)}
-    )
+
+_logging_source = {}
 
 
 @signals.setup_logging.connect
-def _keep_ini_logging(**kwargs):
-    """Tell Celery that logging is configured (by the ini file) so it leaves it alone."""
-    logging.getLogger(__name__).debug("logging configured from the ini file")
+def _setup_logging(loglevel=None, **kwargs):
+    """Log as the ini file says (as pserve does), else to stderr at ``--loglevel``."""
+    path = _logging_source.get("ini")
+    parser = configparser.ConfigParser()
+    if path and parser.read(path) and parser.has_section("loggers"):
+        logging.config.fileConfig(
+            path, {"__file__": path, "here": os.path.dirname(path)}, disable_existing_loggers=False
+        )
+    else:
+        logging.basicConfig(level=loglevel or logging.WARNING)

@@ -76,9 +76,10 @@ def app(settings):
 def start_worker(settings, tmp_path):
     """Start real Celery workers reading an ini of this test's settings; stop them after."""
     workers = []
-    ini = write_ini(tmp_path / "worker.ini", settings)
 
     def start(name="worker", concurrency=2):
+        # Written at start, so that settings a test changed before reach the worker.
+        ini = write_ini(tmp_path / f"{name}.ini", settings)
         worker = Worker(ini, tmp_path / f"{name}.log", concurrency=concurrency, name=name)
         workers.append(worker.start())
         return worker

@@ -98,7 +98,7 @@ class Worker:
 
     def __init__(self, ini_path, log_path, concurrency=2, name="worker", env=None):
         self.command = [sys.executable, "-m", "celery", "-A", "emailsvc.worker", "worker"]
-        self.command += ["--ini", str(ini_path), "--concurrency", str(concurrency)]
+        self.command += ["--ini", str(ini_path), "--concurrency", str(concurrency), "-l", "INFO"]
         self.command += ["--hostname", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"]
         self.log_path = log_path
         self.env = dict(os.environ, **(env or {}))
