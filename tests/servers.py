@@ -1,5 +1,6 @@
 """Real servers for the tests: Redis, an SMTP server (aiosmtpd) and Celery workers."""
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -39,8 +40,11 @@ def redis_url_for_tests():
 class RecordingHandler:
     """An aiosmtpd handler that keeps every message, refusing some recipients.
 
-    Local parts starting with ``reject`` get ``550``; with ``busy``, ``451``.
+    Local parts starting with ``reject`` get ``550``; with ``busy``, ``451``; messages to
+    ``slow...`` take ``slow_seconds`` to accept.
     """
+
+    slow_seconds = 0.2
 
     def __init__(self):
         self.messages = []
@@ -56,6 +60,8 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if envelope.rcpt_tos and envelope.rcpt_tos[0].startswith("slow"):
+            await asyncio.sleep(self.slow_seconds)
         msg = message_from_bytes(envelope.original_content, policy=policy.default)
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))

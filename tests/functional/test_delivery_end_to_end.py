@@ -1,8 +1,10 @@
 """A job through the whole stack: the app, a real Redis, a real Celery worker, aiosmtpd."""
 
 import json
+import signal
 from email.utils import parsedate_to_datetime
 
+import psutil
 import webtest
 
 from emailsvc import main
@@ -121,3 +123,34 @@ def test_recipient_vars_reach_the_template_for_that_recipient_only(
         "a@example.org": "Olá Ana,\n${greeting}\n",
         "b@example.org": "Hello Bo,\n${greeting}\n",
     }
+
+
+def test_transient_refusals_are_retried_then_reported(app, smtp_server, start_worker):
+    start_worker()
+    job = post_job(
+        app, {"recipients": ["busy@example.org", "ok@example.org"], "subject": "S", "content": "C"}
+    )
+    doc = wait_final(app, job["id"], timeout=60)
+    assert doc["status"] == "partially_failed" and doc["sent"] == 1
+    [error] = doc["errors"]
+    assert error["recipient"] == "busy@example.org" and error["code"] == 451
+    assert "gave up after retries" in error["message"]
+    # Delivered once, although its chunk ran three times (one try and two retries).
+    assert [r for _, rcpts, _ in smtp_server.messages for r in rcpts] == ["ok@example.org"]
+
+
+def test_a_worker_process_killed_mid_chunk_loses_no_recipient(app, smtp_server, start_worker):
+    worker = start_worker(concurrency=1)
+    recipients = [f"slow{i}@example.org" for i in range(30)]
+    job = post_job(app, {"recipients": recipients, "subject": "S", "content": "C"})
+    # Let the single pool process get into the chunk, then kill it as the OOM killer would.
+    assert wait_for(lambda: len(smtp_server.messages) >= 5, timeout=30)
+    [child] = psutil.Process(worker.process.pid).children()
+    child.send_signal(signal.SIGKILL)
+
+    doc = wait_final(app, job["id"], timeout=90)
+    assert doc["status"] == "sent" and doc["sent"] == 30
+    delivered = [r for _, rcpts, _ in smtp_server.messages for r in rcpts]
+    assert sorted(set(delivered)) == sorted(recipients)
+    # At most the one message in flight when the process died is sent twice.
+    assert len(delivered) - len(set(delivered)) <= 1

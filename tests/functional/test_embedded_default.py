@@ -1,0 +1,97 @@
+"""``pserve development.ini``: the whole service with nothing else installed."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from email import message_from_bytes, policy
+
+import psutil
+
+from tests.servers import ROOT, free_port, wait_for
+
+
+def http(method, url, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, dict(response.headers), json.loads(response.read())
+
+
+def started_pids(log_path):
+    text = log_path.read_text(errors="replace")
+    redis = re.search(r"embedded Redis started \(pid (\d+)", text)
+    worker = re.search(r"embedded worker started \(pid (\d+)", text)
+    ready = "ready." in text
+    return (int(redis.group(1)), int(worker.group(1))) if redis and worker and ready else None
+
+
+def gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_pserve_development_ini_runs_everything_and_stops_everything(tmp_path):
+    port = free_port()
+    outbox = tmp_path / "outbox"
+    log_path = tmp_path / "pserve.log"
+    env = dict(
+        os.environ,
+        EMAILSVC_OUTBOX_DIR=str(outbox),
+        EMAILSVC_EMBEDDED_REDIS_FILE=str(tmp_path / "redis" / "data.rdb"),
+    )
+    env.pop("EMAILSVC_REDIS_URL", None)
+    pserve = os.path.join(os.path.dirname(sys.executable), "pserve")
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [pserve, "development.ini", f"http_port={port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        pids = wait_for(lambda: started_pids(log_path), timeout=60, interval=0.2)
+        assert pids, log_path.read_text()
+        redis_pid, worker_pid = pids
+        assert wait_for(lambda: f"127.0.0.1:{port}" in log_path.read_text(), timeout=20)
+
+        body = {
+            "recipients": ["ana@example.org", {"email": "bo@example.org", "name": "Bö"}],
+            "subject": "Réunion",
+            "content": "Bonjour",
+        }
+        status, headers, job = http("POST", f"http://127.0.0.1:{port}/email", body)
+        assert status == 202 and headers["Location"] == job["status_url"]
+        assert job["status_url"] == f"http://127.0.0.1:{port}/email/{job['id']}"
+
+        def finished():
+            doc = http("GET", job["status_url"])[2]
+            return doc if doc["status"] == "sent" else None
+
+        assert wait_for(finished, timeout=30, interval=0.2)
+        files = sorted(outbox.glob("*.eml"))
+        assert len(files) == 2
+        messages = [message_from_bytes(f.read_bytes(), policy=policy.default) for f in files]
+        assert sorted(m["To"].addresses[0].addr_spec for m in messages) == [
+            "ana@example.org",
+            "bo@example.org",
+        ]
+        assert all(str(m["Subject"]) == "Réunion" for m in messages)
+        pool = [c.pid for c in psutil.Process(worker_pid).children(recursive=True)]
+        assert pool, "the worker's prefork pool should be running"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+    pids = [redis_pid, worker_pid, *pool]
+    assert wait_for(lambda: all(gone(pid) for pid in pids), timeout=15), (
+        f"left running: {[pid for pid in pids if not gone(pid)]}\n" + log_path.read_text()
+    )
+    assert "embedded Redis stopped" in log_path.read_text()
