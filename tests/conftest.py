@@ -19,10 +19,21 @@ def redis_url():
         embedded.shutdown()
 
 
+@pytest.fixture(scope="session")
+def session_prefix(redis_url):
+    """The prefix of every key this test run writes; none may remain when it ends."""
+    prefix = f"emailsvc-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    left = [key.decode() for key in client.scan_iter(match=prefix + "*", count=1000)]
+    client.close()
+    assert not left, f"tests left keys behind in Redis: {left[:10]}"
+
+
 @pytest.fixture
-def redis_prefix(redis_url):
+def redis_prefix(redis_url, session_prefix):
     """A key prefix of this test's own; every key under it is removed afterwards."""
-    prefix = f"emailsvc-test:{uuid.uuid4().hex}:"
+    prefix = f"{session_prefix}{uuid.uuid4().hex[:12]}:"
     yield prefix
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
