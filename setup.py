@@ -20,6 +20,7 @@ tests_require = [
     "webtest>=3.0",
     "aiosmtpd>=1.4.6",
     "ruff>=0.6",
+    "pyyaml>=6.0",
 ]
 
 setup(

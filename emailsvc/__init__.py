@@ -3,6 +3,7 @@
 import logging
 
 from pyramid.config import Configurator
+from pyramid.tweens import EXCVIEW
 
 from . import settings as emailsvc_settings
 from .context import ServiceContext
@@ -26,7 +27,10 @@ def main(global_config, **settings):
         config.registry.emailsvc = ServiceContext(settings)
         config.registry.emailsvc_embedded = embedded
         configure_celery(celery_app, settings)
+        # Outermost, so that it logs the status the client gets, error views included.
+        config.add_tween("emailsvc.requestlog.request_log_tween_factory", over=EXCVIEW)
         config.scan(".views")
+        config.scan(".heartbeat")
         config.scan(".errors")
         app = config.make_wsgi_app()
     return app

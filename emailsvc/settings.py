@@ -36,6 +36,13 @@ DEFAULTS = {
     "emailsvc.retry.max_retries": "5",
     "emailsvc.retry.backoff_seconds": "10",
     "emailsvc.retry.backoff_max_seconds": "600",
+    # /__heartbeat__: how long each check may take, and how long to wait for workers' replies.
+    "emailsvc.heartbeat.timeout_seconds": "3",
+    "emailsvc.heartbeat.worker_reply_seconds": "1",
+    # /__version__: a Dockerflow version.json, when the build wrote one; else the package's
+    # version and this commit.
+    "emailsvc.version_file": "version.json",
+    "emailsvc.commit": "",
     "emailsvc.require_api_key": "false",
     "emailsvc.api_keys": "",
 }
