@@ -13,6 +13,12 @@ requires = [
     "email-validator>=2.1",
     "psutil>=5.9",
     "plaster_pastedeploy>=1.0",
+    "cornice_swagger>=1.0.1",
+]
+
+# The emailsvc-client command: a generic SPORE client driven by GET /spore.
+client_require = [
+    "britney>=0.5.1",
 ]
 
 tests_require = [
@@ -21,6 +27,9 @@ tests_require = [
     "aiosmtpd>=1.4.6",
     "ruff>=0.6",
     "pyyaml>=6.0",
+    "jsonschema>=4.18",
+    "openapi-spec-validator>=0.7",
+    *client_require,
 ]
 
 setup(
@@ -33,10 +42,14 @@ setup(
     package_data={"emailsvc": ["templates/*.txt"]},
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require},
+    extras_require={"testing": tests_require, "client": client_require},
     entry_points={
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],
-        "console_scripts": ["emailsvc-settings = emailsvc.settings:print_settings"],
+        "console_scripts": [
+            "emailsvc-settings = emailsvc.settings:print_settings",
+            "emailsvc-spore = emailsvc.spore:main",
+            "emailsvc-client = emailsvc.client:main",
+        ],
     },
 )

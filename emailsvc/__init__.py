@@ -24,6 +24,8 @@ def main(global_config, **settings):
         embedded.start()
     with Configurator(settings=settings) as config:
         config.include("cornice")
+        # Lets views declare response_schemas (used by /openapi.json and /spore).
+        config.include("cornice_swagger")
         config.registry.emailsvc = ServiceContext(settings)
         config.registry.emailsvc_embedded = embedded
         configure_celery(celery_app, settings)
@@ -32,5 +34,7 @@ def main(global_config, **settings):
         config.scan(".views")
         config.scan(".heartbeat")
         config.scan(".errors")
+        config.scan(".spore")
+        config.scan(".openapi")
         app = config.make_wsgi_app()
     return app

@@ -194,3 +194,37 @@ class ErrorResponse(colander.MappingSchema):
 
     status = colander.SchemaNode(colander.String())
     errors = ErrorDetails()
+
+
+# Responses as cornice_swagger reads them: a "body" and its "headers". The views list them in
+# ``response_schemas``, which feeds OpenAPI and the SPORE ``expected_status``.
+
+
+class LocationHeader(colander.MappingSchema):
+    location = colander.SchemaNode(
+        colander.String(), name="Location", description="The job's status URL"
+    )
+
+
+class RetryAfterHeader(colander.MappingSchema):
+    retry_after = colander.SchemaNode(
+        colander.Int(), name="Retry-After", description="Seconds to wait before trying again"
+    )
+
+
+class Accepted(colander.MappingSchema):
+    body = AcceptedResponse()
+    headers = LocationHeader()
+
+
+class Status(colander.MappingSchema):
+    body = EmailStatusResponse()
+
+
+class Error(colander.MappingSchema):
+    body = ErrorResponse()
+
+
+class Unavailable(colander.MappingSchema):
+    body = ErrorResponse()
+    headers = RetryAfterHeader()

@@ -20,11 +20,28 @@ email_status = Service(
     description="How far an email job is, recipient by recipient.",
 )
 
+# Every status each endpoint can answer, with its document: OpenAPI's responses and SPORE's
+# expected_status are generated from these.
+_UNAVAILABLE = schemas.Unavailable(description="Redis cannot answer; nothing was recorded")
+SEND_EMAIL_RESPONSES = {
+    "202": schemas.Accepted(description="The job is recorded and queued"),
+    "400": schemas.Error(description="Invalid fields, each named in errors"),
+    "413": schemas.Error(description="The body is larger than emailsvc.max_body_bytes"),
+    "415": schemas.Error(description="The body is not application/json"),
+    "503": _UNAVAILABLE,
+}
+EMAIL_STATUS_RESPONSES = {
+    "200": schemas.Status(description="The job's status document"),
+    "404": schemas.Error(description="No job with this id"),
+    "503": _UNAVAILABLE,
+}
+
 
 @email.post(
     content_type="application/json",
     schema=schemas.SendEmailRequest,
     validators=(json_body_validator,),
+    response_schemas=SEND_EMAIL_RESPONSES,
 )
 def send_email(request):
     """Accept an email job: one message per recipient, rendered from the named template.
@@ -45,7 +62,7 @@ def send_email(request):
     }
 
 
-@email_status.get(schema=schemas.EmailStatusRequest)
+@email_status.get(schema=schemas.EmailStatusRequest, response_schemas=EMAIL_STATUS_RESPONSES)
 def get_email_status(request):
     """Report an email job's progress: counters, status, timestamps and per-recipient errors."""
     task_id = request.matchdict["task_id"]

@@ -1,0 +1,220 @@
+"""``emailsvc-client``: send email and follow jobs from the command line, through SPORE.
+
+The client knows no URL of the API: it reads the server's ``GET /spore`` with britney (a
+generic SPORE client) and calls the methods ``send_email`` and ``get_email_status`` by name.
+
+Exit status: 0 when the job was accepted (or, with ``--wait``, ended ``sent``); 1 when it
+ended ``partially_failed``, ``failed`` or ``cancelled``, or the service could not be reached
+or answered an error of its own; 2 for usage errors and requests the service refused (its
+messages are printed).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+FINAL_STATUSES = {"sent", "partially_failed", "failed", "cancelled"}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_URL = "http://127.0.0.1:6543"
+
+
+class ClientError(Exception):
+    """The service could not be used; ``exit_status`` says how the command ends."""
+
+    def __init__(self, message, exit_status=EXIT_FAILED):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def connect(url, api_key=None):
+    """A britney client built from ``<url>/spore``, speaking JSON, sending the API key."""
+    try:
+        import britney
+        from britney.middleware.base import Middleware, add_header
+        from britney.middleware.format import Json
+    except ImportError:
+        raise ClientError(
+            "emailsvc-client needs britney: pip install 'emailsvc[client]'"
+        ) from None
+
+    class Bearer(Middleware):
+        """Send ``Authorization: Bearer <key>`` with every request."""
+
+        def __init__(self, key):
+            self.key = key
+
+        def process_request(self, environ):
+            add_header(environ, "Authorization", f"Bearer {self.key}")
+
+    from britney.errors import SporeClientBuildError
+
+    try:
+        client = britney.spyre(url.rstrip("/") + "/spore")
+    # britney reads the description with urllib: its errors are OSErrors (URLError).
+    except (OSError, ValueError, SporeClientBuildError) as exc:
+        raise ClientError(f"cannot read the SPORE description at {url}/spore: {exc}") from None
+    client.enable(Json)
+    if api_key:
+        client.enable(Bearer, key=api_key)
+    return client
+
+
+def call(client, method_name, **kwargs):
+    """Call a SPORE method; return ``(status_code, document)`` whatever the status."""
+    import britney
+    import requests
+
+    try:
+        response = getattr(client, method_name)(**kwargs)
+        return response.status_code, response.data
+    except britney.HTTPError as exc:
+        # A status the description does not list (401 from a proxy, 502, ...).
+        response = exc.response
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, {"status": "error", "errors": [], "body": response.text}
+    except requests.RequestException as exc:
+        raise ClientError(f"cannot reach the service: {exc}") from None
+    except ValueError as exc:
+        # The answer claimed to be JSON and was not (an HTML error page from a proxy).
+        raise ClientError(f"the service answered something that is not JSON: {exc}") from None
+
+
+def error_messages(document):
+    """The ``location name: description`` lines of a Cornice error document."""
+    lines = []
+    for error in (document or {}).get("errors") or []:
+        where = " ".join(p for p in (error.get("location"), error.get("name")) if p)
+        lines.append(f"{where}: {error.get('description')}" if where else error.get("description"))
+    return lines
+
+
+def fail_with(status_code, document):
+    """Raise the ClientError an error answer deserves: 4xx is the caller's, 5xx the service's."""
+    messages = "\n".join(f"  {line}" for line in error_messages(document)) or f"  {document}"
+    exit_status = EXIT_USAGE if 400 <= status_code < 500 else EXIT_FAILED
+    raise ClientError(f"the service answered {status_code}:\n{messages}", exit_status)
+
+
+def progress_line(doc, width=30):
+    """A one-line bar: ``[####----] 3/8 sent, 1 failed, status sending``."""
+    total = doc.get("total") or 0
+    done = doc.get("sent", 0) + doc.get("failed", 0)
+    filled = width * done // total if total else width
+    return (
+        f"[{'#' * filled}{'-' * (width - filled)}] {doc.get('sent', 0)}/{total} sent, "
+        f"{doc.get('failed', 0)} failed, status {doc.get('status')}"
+    )
+
+
+def wait_for_job(client, job_id, interval, stream):
+    """Poll the job until its status is final, drawing the progress bar on ``stream``."""
+    last = None
+    while True:
+        status_code, doc = call(client, "get_email_status", task_id=job_id)
+        if status_code != 200:
+            fail_with(status_code, doc)
+        line = progress_line(doc)
+        if stream.isatty():
+            stream.write("\r" + line)
+        elif line != last:
+            # Not a terminal (a log, a pipe): one line per change instead of redrawing.
+            stream.write(line + "\n")
+        stream.flush()
+        last = line
+        if doc.get("status") in FINAL_STATUSES:
+            if stream.isatty():
+                stream.write("\n")
+            return doc
+        time.sleep(interval)
+
+
+def read_content(args):
+    """The message text, from ``--content`` or ``--content-file`` (``-`` is standard input)."""
+    if args.content is not None:
+        return args.content
+    if args.content_file == "-":
+        return sys.stdin.read()
+    try:
+        with open(args.content_file, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClientError(f"cannot read {args.content_file}: {exc}", EXIT_USAGE) from None
+
+
+def command_send(args, client):
+    """``send``: submit a job, print the answer, and with ``--wait`` follow it to the end."""
+    payload = {"recipients": args.to, "subject": args.subject, "content": read_content(args)}
+    if args.template:
+        payload["template"] = args.template
+    status_code, doc = call(client, "send_email", payload=payload)
+    if status_code != 202:
+        fail_with(status_code, doc)
+    if not args.wait:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    final = wait_for_job(client, doc["id"], args.interval, sys.stderr)
+    print(json.dumps(final, indent=2, ensure_ascii=False))
+    return EXIT_OK if final["status"] == "sent" else EXIT_FAILED
+
+
+def command_status(args, client):
+    """``status ID``: print the job's status document."""
+    status_code, doc = call(client, "get_email_status", task_id=args.id)
+    if status_code != 200:
+        fail_with(status_code, doc)
+    print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def parser():
+    """The command line: ``send`` and ``status``, each with ``--url`` and ``--api-key``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=os.environ.get("EMAILSVC_URL", DEFAULT_URL),
+        help=f"the service (default: $EMAILSVC_URL or {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get("EMAILSVC_API_KEY"),
+        help="sent as 'Authorization: Bearer <key>' (default: $EMAILSVC_API_KEY)",
+    )
+    top = argparse.ArgumentParser(
+        prog="emailsvc-client", description="Send email through emailsvc and follow the jobs."
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+
+    send = commands.add_parser("send", parents=[common], help="send one message per recipient")
+    send.add_argument("--to", action="append", required=True, help="a recipient (repeatable)")
+    send.add_argument("--subject", required=True)
+    content = send.add_mutually_exclusive_group(required=True)
+    content.add_argument("--content-file", help="the message text ('-' for standard input)")
+    content.add_argument("--content", help="the message text itself")
+    send.add_argument("--template", help="the template name (the service's default if unset)")
+    send.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    send.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    send.set_defaults(handler=command_send)
+
+    status = commands.add_parser("status", parents=[common], help="print a job's status")
+    status.add_argument("id", help="the job id")
+    status.set_defaults(handler=command_status)
+    return top
+
+
+def main(argv=None):
+    """Console script ``emailsvc-client``."""
+    args = parser().parse_args(argv)
+    try:
+        client = connect(args.url, args.api_key)
+        return args.handler(args, client)
+    except ClientError as exc:
+        print(f"emailsvc-client: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,184 @@
+"""Clients built from the live descriptions: britney from /spore, the emailsvc-client CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import britney
+import jsonschema
+import pytest
+import requests
+from britney.middleware.format import Json
+
+from ..servers import wait_for
+from ..test_openapi import response_schema
+
+FINAL = {"sent", "partially_failed", "failed", "cancelled"}
+CLIENT = os.path.join(os.path.dirname(sys.executable), "emailsvc-client")
+
+
+def spore_client(url):
+    client = britney.spyre(url + "/spore")
+    client.enable(Json)
+    return client
+
+
+def test_britney_sends_a_job_and_follows_it_to_the_end(live_service):
+    client = spore_client(live_service.url)
+    payload = {
+        "recipients": ["ana@example.org", "reject-me@example.org"],
+        "subject": "Réunion",
+        "content": "Bonjour",
+    }
+    accepted = client.send_email(payload=payload)
+    assert accepted.status_code == 202 and accepted.data["total"] == 2
+
+    def final_status():
+        doc = client.get_email_status(task_id=accepted.data["id"]).data
+        return doc if doc["status"] in FINAL else None
+
+    doc = wait_for(final_status, 60, interval=0.2)
+    assert doc, "the job did not end"
+    assert (doc["status"], doc["sent"], doc["failed"]) == ("partially_failed", 1, 1)
+    assert doc["errors"][0]["code"] == 550
+    [(_, rcpt_tos, message)] = live_service.smtp.messages
+    assert rcpt_tos == ["ana@example.org"] and message["Subject"] == "Réunion"
+
+
+def test_britney_gets_the_400_details_of_a_bad_request(live_service):
+    client = spore_client(live_service.url)
+    payload = {"recipients": ["not-an-address"], "subject": "x", "content": "y"}
+    # 400 is in send_email's expected_status, so britney hands the answer back.
+    response = client.send_email(payload=payload)
+    assert response.status_code == 400
+    [error] = response.data["errors"]
+    assert (error["location"], error["name"]) == ("body", "recipients.0")
+    assert "Invalid email address" in error["description"]
+
+
+def test_britney_reports_an_unknown_job_as_404(live_service):
+    response = spore_client(live_service.url).get_email_status(task_id="0" * 32)
+    assert response.status_code == 404 and response.data["status"] == "error"
+
+
+def test_base_url_is_this_server_as_the_trusted_proxy_forwards_it(live_service):
+    direct = requests.get(live_service.url + "/spore", timeout=5).json()
+    assert direct["base_url"] == live_service.url
+    headers = {"X-Forwarded-Host": "mail.example.net", "X-Forwarded-Proto": "https"}
+    proxied = requests.get(live_service.url + "/spore", headers=headers, timeout=5).json()
+    assert proxied["base_url"] == "https://mail.example.net"
+
+
+def test_real_responses_of_the_running_service_match_their_declared_schemas(live_service):
+    url = live_service.url
+    spec = requests.get(url + "/openapi.json", timeout=5).json()
+    body = {"recipients": ["ana@example.org"], "subject": "Hello", "content": "Hi"}
+    accepted = requests.post(url + "/email", json=body, timeout=5)
+    task = accepted.json()["id"]
+    done = wait_for(
+        lambda: (
+            (d := requests.get(f"{url}/email/{task}", timeout=5).json())["status"] in FINAL and d
+        ),
+        60,
+        interval=0.2,
+    )
+    assert done and done["finished_at"] is not None
+    answers = [
+        ("/email", "post", accepted),
+        ("/email/{task_id}", "get", requests.get(f"{url}/email/{task}", timeout=5)),
+        ("/email/{task_id}", "get", requests.get(f"{url}/email/{'0' * 32}", timeout=5)),
+        ("/email", "post", requests.post(url + "/email", json={"subject": 1}, timeout=5)),
+    ]
+    assert [a.status_code for _, _, a in answers] == [202, 200, 404, 400]
+    for path, method, answer in answers:
+        jsonschema.validate(answer.json(), response_schema(spec, path, method, answer.status_code))
+
+
+def run_client(*args, env=None, stdin=None):
+    return subprocess.run(
+        [CLIENT, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, **(env or {})),
+        input=stdin,
+    )
+
+
+@pytest.fixture
+def content_file(tmp_path):
+    path = tmp_path / "body.txt"
+    path.write_text("Bonjour,\nÀ lundi.\n", encoding="utf-8")
+    return str(path)
+
+
+def test_cli_send_wait_exits_0_when_every_message_is_sent(live_service, content_file):
+    result = run_client(
+        "send", "--url", live_service.url, "--to", "a@example.org", "--to", "b@example.org",
+        "--subject", "Réunion", "--content-file", content_file, "--template", "default",
+        "--wait", "--interval", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "sent"
+    assert "2/2 sent, 0 failed" in result.stderr and "[####" in result.stderr
+    received = sorted(r for _, rcpts, _ in live_service.smtp.messages for r in rcpts)
+    assert received == ["a@example.org", "b@example.org"]
+
+
+def test_cli_send_wait_exits_1_when_some_recipients_fail(live_service, content_file):
+    result = run_client(
+        "send", "--url", live_service.url, "--to", "a@example.org", "--to",
+        "reject@example.org", "--subject", "x", "--content-file", content_file, "--wait",
+        "--interval", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["status"] == "partially_failed"
+    assert "1/2 sent, 1 failed" in result.stderr
+
+
+def test_cli_exits_2_with_the_server_messages_for_a_refused_request(live_service, content_file):
+    result = run_client(
+        "send", "--url", live_service.url, "--to", "a@example.org", "--to", "nope",
+        "--subject", "x", "--content-file", content_file, "--template", "no-such-template",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "body recipients.1: Invalid email address" in result.stderr
+    assert "body template: Unknown template" in result.stderr
+    assert live_service.smtp.messages == []
+
+
+def test_cli_exits_2_on_usage_errors(live_service):
+    result = run_client("send", "--url", live_service.url, "--subject", "x", "--content", "y")
+    assert result.returncode == 2 and "--to" in result.stderr
+
+
+def test_cli_status_prints_the_status_document(live_service):
+    job = requests.post(
+        live_service.url + "/email",
+        json={"recipients": ["a@example.org"], "subject": "s", "content": "c"},
+        timeout=5,
+    ).json()
+    result = run_client("status", job["id"], env={"EMAILSVC_URL": live_service.url})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["id"] == job["id"]
+    missing = run_client("status", "0" * 32, "--url", live_service.url)
+    assert missing.returncode == 2 and "path task_id: No job with id" in missing.stderr
+
+
+def test_cli_reads_content_from_stdin_and_sends_the_api_key(live_service):
+    result = run_client(
+        "send", "--url", live_service.url, "--to", "a@example.org", "--subject", "s",
+        "--content-file", "-", "--wait", "--interval", "0.2",
+        env={"EMAILSVC_API_KEY": "k3y"}, stdin="Texte venu de stdin\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [(_, _, message)] = live_service.smtp.messages
+    assert "Texte venu de stdin" in message.get_content()
+
+
+def test_cli_reports_an_unreachable_service_with_exit_1(tmp_path):
+    from ..servers import free_port
+
+    result = run_client("status", "0" * 32, "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1 and "cannot read the SPORE description" in result.stderr
