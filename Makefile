@@ -26,7 +26,7 @@ install: $(STAMP)
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[testing,client]"
+	$(BIN)/pip install --quiet -e ".[testing]"
 	touch $(STAMP)
 
 clean:

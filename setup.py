@@ -14,10 +14,7 @@ requires = [
     "psutil>=5.9",
     "plaster_pastedeploy>=1.0",
     "cornice_swagger>=1.0.1",
-]
-
-# The emailsvc-client command: a generic SPORE client driven by GET /spore.
-client_require = [
+    # The emailsvc-client command: a generic SPORE client driven by GET /spore.
     "britney>=0.5.1",
 ]
 
@@ -29,7 +26,6 @@ tests_require = [
     "pyyaml>=6.0",
     "jsonschema>=4.18",
     "openapi-spec-validator>=0.7",
-    *client_require,
 ]
 
 setup(
@@ -42,7 +38,7 @@ setup(
     package_data={"emailsvc": ["templates/*.txt"]},
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require, "client": client_require},
+    extras_require={"testing": tests_require},
     entry_points={
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],
