@@ -30,7 +30,10 @@ def submit(store, task, body, chunk_size):
     store.create(job_id, len(recipients), message)
     try:
         for offset, chunk in chunks(recipients, chunk_size):
-            task.apply_async(args=(job_id, offset, chunk))
+            # A short argsrepr keeps addresses out of broker headers and worker logs, and
+            # spares Celery from formatting every recipient of a large job.
+            argsrepr = f"({job_id!r}, {offset}, <{len(chunk)} recipients>)"
+            task.apply_async(args=(job_id, offset, chunk), argsrepr=argsrepr)
     except Exception:
         log.exception("job %s could not be enqueued; its record is removed", job_id)
         try:

@@ -22,7 +22,7 @@ class BrokerFailingAfter:
         self.n = n
         self.published = []
 
-    def apply_async(self, args):
+    def apply_async(self, args, argsrepr):
         if len(self.published) >= self.n:
             raise OperationalError("Error 111 connecting to broker")
         self.published.append(args)
