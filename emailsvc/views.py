@@ -4,8 +4,11 @@ from cornice import Service
 from pyramid.httpexceptions import HTTPNotFound
 
 from . import schemas
+from .auth import SEND_PERMISSION
 from .dispatch import submit
 from .errors import error_response
+from .limits import within_limits
+from .senders import allowed_sender
 from .tasks import deliver_chunk
 from .validation import json_body_validator
 
@@ -13,18 +16,21 @@ email = Service(
     name="send_email",
     path="/email",
     description="Send one message per recipient, rendered from a template.",
+    permission=SEND_PERMISSION,
 )
 email_status = Service(
     name="get_email_status",
     path="/email/{task_id}",
     description="How far an email job is, recipient by recipient.",
+    permission=SEND_PERMISSION,
 )
 
 
 @email.post(
     content_type="application/json",
     schema=schemas.SendEmailRequest,
-    validators=(json_body_validator,),
+    # In this order: a refused sender must not consume the client's limits.
+    validators=(json_body_validator, allowed_sender, within_limits),
 )
 def send_email(request):
     """Accept an email job: one message per recipient, rendered from the named template.
@@ -33,7 +39,7 @@ def send_email(request):
     """
     body = request.validated["body"]
     context = request.registry.emailsvc
-    job_id = submit(context.store, deliver_chunk, body, context.chunk_size)
+    job_id = submit(context.store, deliver_chunk, body, context.chunk_size, request.identity)
     status_url = request.route_url(email_status.name, task_id=job_id)
     request.response.status_code = 202
     request.response.headers["Location"] = status_url
@@ -49,7 +55,9 @@ def send_email(request):
 def get_email_status(request):
     """Report an email job's progress: counters, status, timestamps and per-recipient errors."""
     task_id = request.matchdict["task_id"]
-    doc = request.registry.emailsvc.store.status(task_id) if _plausible_id(task_id) else None
+    store = request.registry.emailsvc.store
+    # Another client's job answers 404 like an unknown one: ids are not for enumeration.
+    doc = store.status(task_id, request.identity) if _plausible_id(task_id) else None
     if doc is None:
         return error_response(HTTPNotFound, "path", "task_id", f"No job with id {task_id[:64]!r}")
     return doc
