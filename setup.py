@@ -20,6 +20,9 @@ tests_require = [
     "webtest>=3.0",
     "aiosmtpd>=1.4.6",
     "ruff>=0.6",
+    "schemathesis>=4.0",
+    "pip-audit>=2.7",
+    "bandit>=1.8",
 ]
 
 setup(
@@ -36,6 +39,9 @@ setup(
     entry_points={
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],
-        "console_scripts": ["emailsvc-settings = emailsvc.settings:print_settings"],
+        "console_scripts": [
+            "emailsvc-settings = emailsvc.settings:print_settings",
+            "emailsvc-keygen = emailsvc.keygen:main",
+        ],
     },
 )
