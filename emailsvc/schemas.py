@@ -57,6 +57,9 @@ def checked_address(node, value):
     """Validate one address with email-validator (no DNS) and return its ASCII form."""
     if not isinstance(value, str):
         raise colander.Invalid(node, "Invalid email address: must be a string")
+    if _ENCODED_WORD in value:
+        # Legal in a local part, yet some mail readers decode it as an encoded word.
+        raise colander.Invalid(node, "Invalid email address: must not contain '=?'")
     try:
         # One address per recipient: "a@x.org, b@y.org" is not an address and fails here.
         valid = validate_email(value, check_deliverability=False, allow_smtputf8=False)

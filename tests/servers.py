@@ -88,6 +88,12 @@ def write_ini(path, settings):
     lines = ["[app:main]", "use = egg:emailsvc"]
     lines += [f"{key} = {value}" for key, value in settings.items()]
     lines += ["", "[server:main]", "use = egg:emailsvc#waitress", "host = 127.0.0.1", ""]
+    # INFO to stderr: Worker.start waits for the worker's " ready." line.
+    lines += ["[loggers]", "keys = root", "[handlers]", "keys = console"]
+    lines += ["[formatters]", "keys = generic", "[logger_root]", "level = INFO"]
+    lines += ["handlers = console", "[handler_console]", "class = StreamHandler"]
+    lines += ["args = (sys.stderr,)", "formatter = generic", "[formatter_generic]"]
+    lines += ["format = %(levelname)s [%(name)s][%(process)d] %(message)s", ""]
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     return path
