@@ -16,7 +16,7 @@ def serve(app, global_conf, **settings):
     if port:
         settings["port"] = port
     settings.setdefault("port", "6543")
-    _body_limit(app, settings)
+    apply_body_limit(app, settings)
     try:
         waitress.serve(app, **settings)
     finally:
@@ -25,7 +25,8 @@ def serve(app, global_conf, **settings):
             embedded.stop()
 
 
-def _body_limit(app, settings):
+def apply_body_limit(app, settings):
+    """Give waitress the app's ``emailsvc.max_body_bytes`` unless the ini sets a larger limit."""
     # waitress answers 413 itself (plain text) above its limit; the app answers 413 in
     # Cornice's format above emailsvc.max_body_bytes. One limit, the app's, unless the ini
     # sets a larger one for waitress: then clients always get the app's clear answer.
