@@ -14,14 +14,20 @@ LOGGING = """
 keys = root
 
 [handlers]
-keys = file
+keys = file, console
 
 [formatters]
 keys = generic
 
 [logger_root]
 level = {level}
-handlers = file
+handlers = file, console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
 
 [handler_file]
 class = FileHandler
