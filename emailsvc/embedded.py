@@ -10,8 +10,7 @@ import logging
 import os
 import shutil
 import signal
-# subprocess starts our own Celery worker: no shell, no user input (bandit B404, B603).
-import subprocess  # nosec B404
+import subprocess  # nosec B404 (starts our own Celery worker; see _start_worker)
 import sys
 import threading
 
