@@ -3,7 +3,7 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint format install clean audit
 
 ## run: the service on the embedded default (Redis, worker and outbox built in)
 run: $(STAMP)
@@ -20,6 +20,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## audit: known vulnerabilities in the installed dependencies, and bandit on the package
+audit: $(STAMP)
+	$(BIN)/pip-audit --skip-editable
+	$(BIN)/bandit -r emailsvc
 
 install: $(STAMP)
 

@@ -26,6 +26,9 @@ tests_require = [
     "pyyaml>=6.0",
     "jsonschema>=4.18",
     "openapi-spec-validator>=0.7",
+    "schemathesis>=4.0",
+    "pip-audit>=2.7",
+    "bandit>=1.8",
 ]
 
 setup(
@@ -46,6 +49,7 @@ setup(
             "emailsvc-settings = emailsvc.settings:print_settings",
             "emailsvc-spore = emailsvc.spore:main",
             "emailsvc-client = emailsvc.client:main",
+            "emailsvc-keygen = emailsvc.keygen:main",
         ],
     },
 )

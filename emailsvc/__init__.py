@@ -6,6 +6,7 @@ from pyramid.config import Configurator
 from pyramid.tweens import EXCVIEW
 
 from . import settings as emailsvc_settings
+from .auth import APIKeySecurityPolicy
 from .context import ServiceContext
 from .tasks import app as celery_app
 from .tasks import configure as configure_celery
@@ -26,7 +27,9 @@ def main(global_config, **settings):
         config.include("cornice")
         # Lets views declare response_schemas (used by /openapi.json and /spore).
         config.include("cornice_swagger")
-        config.registry.emailsvc = ServiceContext(settings)
+        context = config.registry.emailsvc = ServiceContext(settings)
+        config.set_security_policy(APIKeySecurityPolicy(context.require_api_key, context.keyring))
+        _log_authentication(context)
         config.registry.emailsvc_embedded = embedded
         configure_celery(celery_app, settings)
         # Outermost, so that it logs the status the client gets, error views included.
@@ -38,3 +41,15 @@ def main(global_config, **settings):
         config.scan(".openapi")
         app = config.make_wsgi_app()
     return app
+
+
+def _log_authentication(context):
+    # Operators must see at start-up whether anyone who reaches the port can send mail.
+    if not context.require_api_key:
+        log.warning(
+            "emailsvc.require_api_key is off: the service runs open, any caller can send email"
+        )
+    elif not context.keyring.entries:
+        log.warning("emailsvc.api_keys is empty: every /email request will get 401")
+    else:
+        log.info("API keys required; clients: %s", ", ".join(context.keyring.clients))

@@ -3,6 +3,7 @@
 import logging
 import time
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.utils import format_datetime
 
 from .mailer import ConnectionLost, DeliveryError
@@ -76,18 +77,19 @@ class Deliverer:
         return transient
 
     def _send_one(self, session, job, recipient, date):
+        sender = self._sender(job)
         variables = dict(recipient.get("vars") or {})
         variables.update(
             to=recipient["email"],
             name=recipient.get("name") or "",
-            sender=str(self.sender),
+            sender=str(sender),
             subject=job["subject"],
             content=job["content"],
             date=format_datetime(date, usegmt=True),
         )
         try:
             body = self.templates.render(job["template"], variables)
-            msg = build_message(self.sender, recipient, job["subject"], body, now=date)
+            msg = build_message(sender, recipient, job["subject"], body, now=date)
         except RenderError as exc:
             raise DeliveryError(None, str(exc), permanent=True) from exc
         except (ValueError, TypeError, KeyError) as exc:
@@ -96,7 +98,13 @@ class Deliverer:
             raise DeliveryError(
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
-        session.send(msg, self.sender.addr_spec, recipient["email"])
+        session.send(msg, sender.addr_spec, recipient["email"])
+
+    def _sender(self, job):
+        # A job's own "from" was checked against its client's allowed domains when accepted.
+        if job.get("sender"):
+            return Address(addr_spec=job["sender"])
+        return self.sender
 
     def fail_for_good(self, job_id, failures):
         """Record transient failures as final once retries are exhausted."""

@@ -13,8 +13,8 @@ def chunks(recipients, size):
         yield offset, recipients[offset : offset + size]
 
 
-def submit(store, task, body, chunk_size):
-    """Record a job for ``body`` and enqueue one ``task`` per chunk; return the job id.
+def submit(store, task, body, chunk_size, client):
+    """Record ``client``'s job for ``body`` and enqueue one ``task`` per chunk; return its id.
 
     If anything fails on the way the job record is removed before the error propagates,
     so a client that gets an error never finds a half-written job. Chunks already
@@ -26,6 +26,9 @@ def submit(store, task, body, chunk_size):
         "subject": body["subject"],
         "content": body["content"],
         "template": body["template"],
+        "client": client,
+        # Empty: the service's own sender (emailsvc.sender).
+        "sender": body.get("from", ""),
     }
     store.create(job_id, len(recipients), message)
     try:

@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
+import subprocess  # nosec B404 (starts our own Celery worker; see _start_worker)
 import sys
 import threading
 
@@ -66,7 +66,7 @@ class EmbeddedServices:
         command += ["--ini", self.ini_path, "--concurrency", str(concurrency)]
         env = dict(os.environ, EMAILSVC_REDIS_URL=url)
         # The command is this interpreter running Celery, with no user input in it.
-        self.worker = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: S603
+        self.worker = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: S603  # nosec B603
         log.info("embedded worker started (pid %s)", self.worker.pid)
 
     def stop(self):

@@ -1,7 +1,8 @@
 """Job records in Redis: creation, per-recipient outcomes and the status document.
 
 Layout, under the configured prefix P:
-- ``P job:<id>``          hash: total, sent, failed, status, timestamps, message fields
+- ``P job:<id>``          hash: total, sent, failed, status, timestamps, message fields,
+                          the client that created it and its chosen sender (if any)
 - ``P job:<id>:outcomes`` hash: recipient index -> ``sent`` or ``failed``
 - ``P job:<id>:errors``   list: one JSON object per failed recipient, in order of failure
 """
@@ -124,16 +125,24 @@ class JobStore:
         """Say that part of the job waits for a retry."""
         self._retrying(keys=self._keys(job_id)[:1], args=[now_iso()])
 
-    def status(self, job_id):
-        """Return the job's status document, or None for an id that does not exist."""
+    def status(self, job_id, client):
+        """The job's status document; None if it does not exist or is not ``client``'s."""
         key, _, errors_key = self._keys(job_id)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hmget(
-                key, "total", "sent", "failed", "status", "created_at", "updated_at", "finished_at"
+                key,
+                "total",
+                "sent",
+                "failed",
+                "status",
+                "created_at",
+                "updated_at",
+                "finished_at",
+                "client",
             )
             pipe.lrange(errors_key, 0, -1)
             fields, errors = pipe.execute()
-        if fields[0] is None:
+        if fields[0] is None or fields[7] != client:
             return None
         total, sent, failed = (int(v) for v in fields[:3])
         return {

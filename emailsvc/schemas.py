@@ -15,8 +15,13 @@ MAX_NAME_LENGTH = 256
 MAX_VARS = 50
 MAX_VAR_LENGTH = 10000
 
-# Line breaks of any kind (and NUL) would let a value start a new header or SMTP line.
-_LINE_BREAKS = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# Line breaks of any kind (and NUL) would let a value start a new header or SMTP line; the
+# other control characters (all of C0 and C1 but TAB) have no place in a one-line value.
+_LINE_BREAKS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+# An RFC 2047 encoded word. The email package decodes one found in a header value before
+# writing the header out again, so "=?utf-8?b?...?=" could smuggle a line break (a new
+# header) or another address into the message: such values are refused.
+_ENCODED_WORD = "=?"
 _VAR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 
 
@@ -32,13 +37,29 @@ class StrictString(colander.String):
 def single_line(node, value):
     """Reject values with line breaks or NUL."""
     if _LINE_BREAKS.search(value):
-        raise colander.Invalid(node, "Must not contain line breaks or NUL characters")
+        raise colander.Invalid(node, "Must not contain line breaks or control characters")
+
+
+def header_text(node, value):
+    """A value written into a header: one line, and no RFC 2047 encoded word (``=?``)."""
+    single_line(node, value)
+    if _ENCODED_WORD in value:
+        raise colander.Invalid(node, "Must not contain '=?' (it would be read as encoded text)")
+
+
+def no_nul(node, value):
+    """Reject NUL, which no mail body may carry."""
+    if "\x00" in value:
+        raise colander.Invalid(node, "Must not contain NUL characters")
 
 
 def checked_address(node, value):
     """Validate one address with email-validator (no DNS) and return its ASCII form."""
     if not isinstance(value, str):
         raise colander.Invalid(node, "Invalid email address: must be a string")
+    if _ENCODED_WORD in value:
+        # Legal in a local part, yet some mail readers decode it as an encoded word.
+        raise colander.Invalid(node, "Invalid email address: must not contain '=?'")
     try:
         # One address per recipient: "a@x.org, b@y.org" is not an address and fails here.
         valid = validate_email(value, check_deliverability=False, allow_smtputf8=False)
@@ -75,7 +96,7 @@ def _display_name(node, name):
         return ""
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
         raise colander.Invalid(node, f"name must be a string of at most {MAX_NAME_LENGTH} chars")
-    single_line(node, name)
+    header_text(node, name)
     return name
 
 
@@ -102,6 +123,30 @@ def _recipients_length(node, kw):
 
 
 @colander.deferred
+def _content_size(node, kw):
+    maximum = kw["max_content_bytes"]
+
+    def validate(node, value):
+        if len(value.encode("utf-8", "surrogatepass")) > maximum:
+            raise colander.Invalid(node, f"content is larger than {maximum} bytes (UTF-8)")
+        no_nul(node, value)
+
+    return validate
+
+
+class Sender(colander.SchemaType):
+    """An optional From address; which domains a client may use is checked per key."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return cstruct
+        return checked_address(node, cstruct)
+
+    def serialize(self, node, appstruct):
+        return appstruct
+
+
+@colander.deferred
 def _known_template(node, kw):
     names = kw["templates"]
     return colander.OneOf(names, msg_err=f"Unknown template; available: {', '.join(names)}")
@@ -117,10 +162,12 @@ class SendEmailBody(colander.MappingSchema):
     recipients = Recipients(validator=_recipients_length)
     subject = colander.SchemaNode(
         StrictString(),
-        validator=colander.All(colander.Length(min=1, max=MAX_SUBJECT_LENGTH), single_line),
+        validator=colander.All(colander.Length(min=1, max=MAX_SUBJECT_LENGTH), header_text),
     )
-    content = colander.SchemaNode(StrictString(allow_empty=True))
+    content = colander.SchemaNode(StrictString(allow_empty=True), validator=_content_size)
     template = colander.SchemaNode(StrictString(), missing="default", validator=_known_template)
+    # "from" is a Python keyword, hence the attribute name.
+    from_ = colander.SchemaNode(Sender(), name="from", missing=colander.drop)
 
     @staticmethod
     def schema_type():

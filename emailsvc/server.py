@@ -45,9 +45,28 @@ def server_settings(global_conf, settings, environ=None):
 
 def serve(app, global_conf, **settings):
     """Serve ``app`` with waitress; ``settings`` are waitress's, from the ini."""
+    options = server_settings(global_conf, settings)
+    apply_body_limit(app, options)
     try:
-        waitress.serve(app, **server_settings(global_conf, settings))
+        waitress.serve(app, **options)
     finally:
         embedded = getattr(getattr(app, "registry", None), "emailsvc_embedded", None)
         if embedded is not None:
             embedded.stop()
+
+
+def apply_body_limit(app, settings):
+    """Give waitress the app's ``emailsvc.max_body_bytes`` unless the ini sets a larger limit."""
+    # waitress answers 413 itself (plain text) above its limit; the app answers 413 in
+    # Cornice's format above emailsvc.max_body_bytes. One limit, the app's, unless the ini
+    # sets a larger one for waitress: then clients always get the app's clear answer.
+    context = getattr(getattr(app, "registry", None), "emailsvc", None)
+    if context is None:
+        return
+    limit = context.max_body_bytes
+    waitress_limit = int(settings.setdefault("max_request_body_size", str(limit)))
+    if waitress_limit < limit:
+        raise ValueError(
+            f"waitress max_request_body_size ({waitress_limit}) is below "
+            f"emailsvc.max_body_bytes ({limit}): requests in between would get waitress's 413"
+        )

@@ -44,16 +44,30 @@ DEFAULTS = {
     "emailsvc.version_file": "version.json",
     "emailsvc.commit": "",
     "emailsvc.require_api_key": "false",
+    # Whitespace-separated "client:sha256hex" entries: the SHA-256 of each key, never a key.
     "emailsvc.api_keys": "",
+    # Limits per client (0 = none); "emailsvc.limit.<client>.<name>" overrides one client's.
+    "emailsvc.limit.requests_per_minute": "600",
+    "emailsvc.limit.recipients_per_hour": "100000",
+    # Largest "content" of a job, in UTF-8 bytes.
+    "emailsvc.max_content_bytes": "1048576",
 }
+
+# Settings that exist once per client (``emailsvc.limit.<client>.requests_per_minute``); their
+# environment variables are looked up for every client named in ``emailsvc.api_keys``.
+PER_CLIENT_KEYS = (
+    "emailsvc.limit.{client}.requests_per_minute",
+    "emailsvc.limit.{client}.recipients_per_hour",
+    "emailsvc.senders.{client}",
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_name(key):
-    """Return the environment variable that overrides ``key`` (``a.b_c`` -> ``A_B_C``)."""
-    return key.upper().replace(".", "_")
+    """Return the environment variable that overrides ``key`` (``a.b-c`` -> ``A_B_C``)."""
+    return key.upper().replace(".", "_").replace("-", "_")
 
 
 def load(settings, environ=None):
@@ -66,7 +80,19 @@ def load(settings, environ=None):
             value = environ.get(env_name(key))
             if value is not None:
                 merged[key] = value
+    for client in configured_clients(merged):
+        for template in PER_CLIENT_KEYS:
+            key = template.format(client=client)
+            value = environ.get(env_name(key))
+            if value is not None:
+                merged[key] = value
     return merged
+
+
+def configured_clients(settings):
+    """The client names of ``emailsvc.api_keys`` (entries ``client:sha256hex``), sorted."""
+    entries = str(settings.get("emailsvc.api_keys", "")).split()
+    return sorted({entry.rpartition(":")[0] for entry in entries if ":" in entry})
 
 
 def as_bool(settings, key):

@@ -4,8 +4,11 @@ from cornice import Service
 from pyramid.httpexceptions import HTTPNotFound
 
 from . import schemas
+from .auth import SEND_PERMISSION
 from .dispatch import submit
 from .errors import error_response
+from .limits import within_limits
+from .senders import allowed_sender
 from .tasks import deliver_chunk
 from .validation import json_body_validator
 
@@ -13,11 +16,13 @@ email = Service(
     name="send_email",
     path="/email",
     description="Send one message per recipient, rendered from a template.",
+    permission=SEND_PERMISSION,
 )
 email_status = Service(
     name="get_email_status",
     path="/email/{task_id}",
     description="How far an email job is, recipient by recipient.",
+    permission=SEND_PERMISSION,
 )
 
 # Every status each endpoint can answer, with its document: OpenAPI's responses and SPORE's
@@ -26,12 +31,16 @@ _UNAVAILABLE = schemas.Unavailable(description="Redis cannot answer; nothing was
 SEND_EMAIL_RESPONSES = {
     "202": schemas.Accepted(description="The job is recorded and queued"),
     "400": schemas.Error(description="Invalid fields, each named in errors"),
+    "401": schemas.Error(description="No API key, or an unknown one"),
+    "403": schemas.Error(description="The key may not send from this address"),
     "413": schemas.Error(description="The body is larger than emailsvc.max_body_bytes"),
     "415": schemas.Error(description="The body is not application/json"),
+    "429": schemas.Unavailable(description="Over this client's limits; retry after the delay"),
     "503": _UNAVAILABLE,
 }
 EMAIL_STATUS_RESPONSES = {
     "200": schemas.Status(description="The job's status document"),
+    "401": schemas.Error(description="No API key, or an unknown one"),
     "404": schemas.Error(description="No job with this id"),
     "503": _UNAVAILABLE,
 }
@@ -40,7 +49,8 @@ EMAIL_STATUS_RESPONSES = {
 @email.post(
     content_type="application/json",
     schema=schemas.SendEmailRequest,
-    validators=(json_body_validator,),
+    # In this order: a refused sender must not consume the client's limits.
+    validators=(json_body_validator, allowed_sender, within_limits),
     response_schemas=SEND_EMAIL_RESPONSES,
 )
 def send_email(request):
@@ -50,7 +60,7 @@ def send_email(request):
     """
     body = request.validated["body"]
     context = request.registry.emailsvc
-    job_id = submit(context.store, deliver_chunk, body, context.chunk_size)
+    job_id = submit(context.store, deliver_chunk, body, context.chunk_size, request.identity)
     status_url = request.route_url(email_status.name, task_id=job_id)
     request.response.status_code = 202
     request.response.headers["Location"] = status_url
@@ -66,7 +76,9 @@ def send_email(request):
 def get_email_status(request):
     """Report an email job's progress: counters, status, timestamps and per-recipient errors."""
     task_id = request.matchdict["task_id"]
-    doc = request.registry.emailsvc.store.status(task_id) if _plausible_id(task_id) else None
+    store = request.registry.emailsvc.store
+    # Another client's job answers 404 like an unknown one: ids are not for enumeration.
+    doc = store.status(task_id, request.identity) if _plausible_id(task_id) else None
     if doc is None:
         return error_response(HTTPNotFound, "path", "task_id", f"No job with id {task_id[:64]!r}")
     return doc

@@ -1,3 +1,5 @@
+"""Templates: the allow-list, and values that are data, never template code."""
+
 import pytest
 
 from emailsvc.rendering import RenderError, Templates
@@ -31,3 +33,10 @@ def test_values_are_never_evaluated(tmp_path):
     (tmp_path / "t.txt").write_text("${content}|${code}")
     out = Templates(str(tmp_path)).render("t", dict(CORE, content="${1+1}", code="<b>&"))
     assert out == "${1+1}|<b>&"
+
+
+def test_template_syntax_in_values_is_inserted_literally(tmp_path):
+    (tmp_path / "t.txt").write_text("[${v}] [${content}]\n", encoding="utf-8")
+    values = {"v": "${to} tal:replace=\"'x'\"", "content": "${import('os')}"}
+    rendered = Templates(str(tmp_path)).render("t", values)
+    assert rendered == "[${to} tal:replace=\"'x'\"] [${import('os')}]\n"

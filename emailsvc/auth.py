@@ -1,0 +1,121 @@
+"""API keys: ``Authorization: Bearer <key>`` checked against SHA-256 hashes from settings.
+
+The settings hold ``client:sha256hex`` entries, never keys, so a leaked ini file or
+environment dump does not leak a usable key. A client may have several entries at once,
+which is how keys are rotated (see docs/SECURITY.md).
+"""
+
+import hashlib
+import hmac
+import re
+
+from pyramid.security import Allowed, Denied
+
+# Client names appear in Redis keys, settings names and environment variable names.
+CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
+
+# The client of every request when API keys are not required.
+ANONYMOUS = "anonymous"
+# The permission of the /email services; every other view is public.
+SEND_PERMISSION = "email"
+REALM = "emailsvc"
+
+
+def hash_key(key):
+    """The SHA-256 hex digest of an API key, as written in ``emailsvc.api_keys``."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_api_keys(text):
+    """Parse ``client:sha256hex`` entries into a list of ``(client, digest)``.
+
+    Raises ValueError naming the bad entry (by position, never by content: it may be a
+    key pasted by mistake).
+    """
+    entries = []
+    for position, entry in enumerate(str(text or "").split(), start=1):
+        client, _, digest = entry.rpartition(":")
+        digest = digest.lower()
+        if not CLIENT_NAME.match(client) or not _SHA256_HEX.match(digest):
+            raise ValueError(
+                f"emailsvc.api_keys entry {position} must be client:sha256hex "
+                "(client: lower-case letters, digits, '_' or '-'; 64 hex digits)"
+            )
+        entries.append((client, digest))
+    return entries
+
+
+class KeyRing:
+    """The configured key hashes; finds the client of a presented key in constant time."""
+
+    def __init__(self, entries):
+        self.entries = list(entries)
+
+    @property
+    def clients(self):
+        """The configured client names, sorted."""
+        return sorted({client for client, _ in self.entries})
+
+    def client_for(self, key):
+        """Return the client whose key this is, or None.
+
+        Every entry is compared, with ``hmac.compare_digest`` over the hashes, so the time
+        taken says nothing about how close a guess was nor which entry matched.
+        """
+        if not key:
+            return None
+        presented = hash_key(key)
+        found = None
+        for client, digest in self.entries:
+            if hmac.compare_digest(presented, digest) and found is None:
+                found = client
+        return found
+
+
+def bearer_token(request):
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+class APIKeySecurityPolicy:
+    """Pyramid security policy: the identity is the client named by the request's API key.
+
+    With ``emailsvc.require_api_key`` off every request is the client ``anonymous`` and
+    every permission is granted.
+    """
+
+    def __init__(self, required, keyring):
+        self.required = required
+        self.keyring = keyring
+
+    def identity(self, request):
+        """The client name, or None when a key is required and none valid was given."""
+        if not self.required:
+            return ANONYMOUS
+        return self.keyring.client_for(bearer_token(request))
+
+    def authenticated_userid(self, request):
+        """The client name (see ``identity``)."""
+        return request.identity
+
+    def permits(self, request, context, permission):
+        """Grant the /email permission to any authenticated client."""
+        if request.identity is not None:
+            return Allowed("a valid API key was presented")
+        return Denied("no valid API key")
+
+    def remember(self, request, userid, **kw):
+        """Keys are configured, not issued: nothing to remember."""
+        return []
+
+    def forget(self, request, **kw):
+        """The challenge a client without a valid key gets (RFC 6750)."""
+        challenge = f'Bearer realm="{REALM}"'
+        if bearer_token(request) is not None:
+            challenge += ', error="invalid_token"'
+        return [("WWW-Authenticate", challenge)]

@@ -1,0 +1,35 @@
+"""Console script ``emailsvc-keygen CLIENT``: a new API key and the entry that configures it."""
+
+import secrets
+import sys
+
+from .auth import CLIENT_NAME, hash_key
+
+KEY_BYTES = 32
+
+
+def new_key():
+    """A fresh random API key (256 bits, URL-safe text)."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def main(argv=None):
+    """Print a new key once, and the ``client:sha256hex`` entry for ``emailsvc.api_keys``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not CLIENT_NAME.match(args[0]):
+        print(
+            "usage: emailsvc-keygen CLIENT  (lower-case letters, digits, '_' or '-')",
+            file=sys.stderr,
+        )
+        return 2
+    client = args[0]
+    key = new_key()
+    print(f"API key for {client} (shown once; give it to the client, do not store it):")
+    print(f"  {key}")
+    print("Add this entry to emailsvc.api_keys (EMAILSVC_API_KEYS), space-separated:")
+    print(f"  {client}:{hash_key(key)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

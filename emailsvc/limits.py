@@ -1,0 +1,147 @@
+"""Limits per client: accepted requests per minute and recipients per hour, counted in Redis.
+
+Counters are fixed windows under the configured prefix (``P limit:<client>:requests:<n>``
+and ``P limit:<client>:recipients:<n>``), shared by every web process. One Lua script
+checks both limits and counts the request only when both pass, so a refused request
+consumes nothing.
+"""
+
+import math
+import time
+
+from pyramid.httpexceptions import HTTPTooManyRequests
+
+from .errors import error_response
+from .settings import as_int
+
+REQUESTS_WINDOW_SECONDS = 60
+RECIPIENTS_WINDOW_SECONDS = 3600
+
+# Returns 0 when counted, 1 when the request limit is reached, 2 for the recipient limit.
+# A limit of 0 means none. The counters expire with their window (plus a margin).
+_CHECK_AND_COUNT = """
+local max_requests, max_recipients = tonumber(ARGV[1]), tonumber(ARGV[2])
+local recipients = tonumber(ARGV[3])
+local requests_now = tonumber(redis.call('GET', KEYS[1]) or '0')
+local recipients_now = tonumber(redis.call('GET', KEYS[2]) or '0')
+if max_requests > 0 and requests_now + 1 > max_requests then return 1 end
+if max_recipients > 0 and recipients_now + recipients > max_recipients then return 2 end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('INCRBY', KEYS[2], recipients)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 0
+"""
+
+LIMIT_NAMES = ("requests_per_minute", "recipients_per_hour")
+
+
+class LimitExceeded(Exception):
+    """A client is over one of its limits; ``retry_after`` is in whole seconds."""
+
+    def __init__(self, name, limit, retry_after):
+        super().__init__(f"{name} limit of {limit} reached")
+        self.name = name
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+def read_limits(settings):
+    """Check every ``emailsvc.limit.*`` setting and return ``{client or None: {name: n}}``.
+
+    ``None`` holds the defaults; a client's entry holds only the limits it overrides.
+    """
+    limits = {None: {}}
+    for key in sorted(settings):
+        if not key.startswith("emailsvc.limit."):
+            continue
+        parts = key.split(".")
+        if len(parts) == 3 and parts[2] in LIMIT_NAMES:
+            limits[None][parts[2]] = as_int(settings, key)
+        elif len(parts) == 4 and parts[3] in LIMIT_NAMES:
+            limits.setdefault(parts[2], {})[parts[3]] = as_int(settings, key)
+        else:
+            raise ValueError(
+                f"{key} is not a limit setting: use emailsvc.limit.<name> or "
+                f"emailsvc.limit.<client>.<name>, with <name> one of {', '.join(LIMIT_NAMES)}"
+            )
+    for name in LIMIT_NAMES:
+        limits[None].setdefault(name, 0)
+    return limits
+
+
+class RateLimiter:
+    """Counts each client's accepted requests and recipients in Redis."""
+
+    def __init__(self, redis, prefix, limits, clock=time.time):
+        self.redis = redis
+        self.prefix = prefix
+        self.limits = limits
+        self.clock = clock
+        self._script = redis.register_script(_CHECK_AND_COUNT)
+
+    def limits_for(self, client):
+        """The limits that apply to ``client``: its own where set, else the defaults."""
+        return {**self.limits[None], **self.limits.get(client, {})}
+
+    def check_and_count(self, client, recipients):
+        """Count one request of ``recipients`` for ``client``, or raise ``LimitExceeded``.
+
+        Nothing is counted when a limit would be passed.
+        """
+        limits = self.limits_for(client)
+        now = self.clock()
+        minute = int(now // REQUESTS_WINDOW_SECONDS)
+        hour = int(now // RECIPIENTS_WINDOW_SECONDS)
+        base = f"{self.prefix}limit:{client}:"
+        result = self._script(
+            keys=[f"{base}requests:{minute}", f"{base}recipients:{hour}"],
+            args=[
+                limits["requests_per_minute"],
+                limits["recipients_per_hour"],
+                recipients,
+                REQUESTS_WINDOW_SECONDS + 5,
+                RECIPIENTS_WINDOW_SECONDS + 5,
+            ],
+        )
+        if result == 1:
+            retry = (minute + 1) * REQUESTS_WINDOW_SECONDS - now
+            raise LimitExceeded(
+                "requests_per_minute", limits["requests_per_minute"], _whole(retry)
+            )
+        if result == 2:
+            retry = (hour + 1) * RECIPIENTS_WINDOW_SECONDS - now
+            raise LimitExceeded(
+                "recipients_per_hour", limits["recipients_per_hour"], _whole(retry)
+            )
+
+
+def _whole(seconds):
+    return max(1, math.ceil(seconds))
+
+
+def within_limits(request, **kwargs):
+    """Cornice validator, last in line: count a valid job against its client's limits.
+
+    Over a limit the request gets 429 with ``Retry-After`` and nothing is recorded.
+    """
+    if request.errors:
+        return
+    recipients = len(request.validated["body"]["recipients"])
+    try:
+        request.registry.emailsvc.limiter.check_and_count(request.identity, recipients)
+    except LimitExceeded as exc:
+        if exc.name == "recipients_per_hour" and recipients > exc.limit:
+            description = (
+                f"This job has {recipients} recipients; this client may send to at most "
+                f"{exc.limit} per hour: split the job"
+            )
+        else:
+            description = f"Limit reached: {exc.limit} {exc.name.replace('_', ' ')}"
+        raise error_response(
+            HTTPTooManyRequests,
+            "header",
+            "Authorization",
+            description,
+            **{"Retry-After": str(exc.retry_after)},
+        ) from None

@@ -1,0 +1,102 @@
+"""A full run at INFO (web under waitress, a worker, an SMTP relay with a login) leaks no
+API key, no SMTP password and no message content into any log."""
+
+import json
+import urllib.request
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from emailsvc.auth import hash_key
+
+from ..servers import RecordingHandler, Worker, free_port, wait_for
+from .live import LiveService
+
+API_KEY = "k3y-Th4t-mUst-n3ver-b3-l0gged-0123456789"
+SMTP_PASSWORD = "pa55-Th4t-mUst-n3ver-b3-l0gged"
+CONTENT = "C0ntent-That-Stays-Out-Of-Logs"
+SUBJECT = "Subj3ct-That-Stays-Out-Of-Logs"
+
+
+class PasswordChecker:
+    def __init__(self):
+        self.logins = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"relay-user" and auth_data.password == SMTP_PASSWORD.encode()
+        self.logins.append(ok)
+        return AuthResult(success=ok)
+
+
+@pytest.fixture
+def relay():
+    handler, checker = RecordingHandler(), PasswordChecker()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=checker,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    yield handler, checker, controller.port
+    controller.stop()
+
+
+def call(url, body=None, key=API_KEY):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_full_run_at_info_logs_no_secret_and_no_content(settings, relay, tmp_path):
+    handler, checker, port = relay
+    values = dict(
+        settings,
+        **{
+            "emailsvc.smtp.port": str(port),
+            "emailsvc.smtp.username": "relay-user",
+            "emailsvc.smtp.password": SMTP_PASSWORD,
+            "emailsvc.require_api_key": "true",
+            "emailsvc.api_keys": f"shop:{hash_key(API_KEY)}",
+        },
+    )
+    service = LiveService(tmp_path, values, level="INFO").start()
+    worker = Worker(service.ini, tmp_path / "worker.out", concurrency=1)
+    try:
+        worker.start()
+        body = {
+            "recipients": [{"email": "ana@example.org", "name": "Ana", "vars": {"v": CONTENT}}],
+            "subject": SUBJECT,
+            "content": CONTENT,
+        }
+        assert call(service.url + "/email", body, key=API_KEY[:-1])[0] == 401
+        status, job = call(service.url + "/email", body)
+        assert status == 202, job
+
+        def sent():
+            return call(job["status_url"])[1]["status"] == "sent"
+
+        assert wait_for(sent, timeout=30)
+    finally:
+        worker.stop()
+        service.stop()
+    assert checker.logins == [True] and len(handler.messages) == 1
+    logs = {
+        "log file": service.log_file.read_text(encoding="utf-8"),
+        "pserve output": service.output_file.read_text(encoding="utf-8"),
+        "worker output": worker.output(),
+    }
+    # The run did log at INFO (the worker's chunk summary), so the checks below mean something.
+    assert "chunk at 0: sent 1" in logs["log file"]
+    for where, text in logs.items():
+        for secret in (API_KEY, API_KEY[:-1], SMTP_PASSWORD, CONTENT, SUBJECT):
+            assert secret not in text, f"{secret!r} found in the {where}"

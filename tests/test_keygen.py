@@ -1,0 +1,41 @@
+"""emailsvc-keygen: a new key, printed once, and the entry that configures it."""
+
+import json
+
+import webtest
+
+from emailsvc import main
+from emailsvc.auth import hash_key, parse_api_keys
+from emailsvc.keygen import main as keygen
+
+
+def test_keygen_prints_a_key_and_its_hashed_entry(capsys):
+    assert keygen(["shop"]) == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    key, entry = lines[1], lines[3]
+    assert len(key) >= 40
+    assert parse_api_keys(entry) == [("shop", hash_key(key))]
+    assert key not in entry
+
+
+def test_keygen_makes_a_new_key_each_time(capsys):
+    keygen(["shop"])
+    keygen(["shop"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] != lines[5]
+
+
+def test_keygen_refuses_bad_client_names(capsys):
+    assert keygen(["Shop Front"]) == 2
+    assert keygen([]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_the_printed_entry_lets_the_printed_key_in(settings, capsys):
+    keygen(["shop"])
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    values = {"emailsvc.require_api_key": "true", "emailsvc.api_keys": lines[3]}
+    app = webtest.TestApp(main({}, **dict(settings, **values)))
+    body = json.dumps({"recipients": ["a@example.org"], "subject": "s", "content": "c"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {lines[1]}"}
+    app.post("/email", body, headers=headers, status=202)
