@@ -26,12 +26,16 @@ from .spore import NAME, api_services, operation_name
 
 openapi = Service(name="openapi", path="/openapi.json", description="This API's OpenAPI 2.0.")
 
-# What ``schemas.single_line`` rejects, as a pattern clients and fuzzers can read.
-SINGLE_LINE_PATTERN = "^[^\\r\\n\\u0000\\u000b\\u000c\\u001c\\u001d\\u001e\\u0085\\u2028\\u2029]*$"
+# What ``schemas.single_line`` and ``schemas.header_text`` reject, as patterns clients and
+# fuzzers can read: control characters (but TAB) and line separators; ``=?`` in headers.
+SINGLE_LINE_PATTERN = "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+HEADER_TEXT_PATTERN = "^(?!.*=\\?)" + SINGLE_LINE_PATTERN[1:]
+_PATTERNS = {schemas.single_line: SINGLE_LINE_PATTERN, schemas.header_text: HEADER_TEXT_PATTERN}
 
 
 def _convert_single_line(validator):
-    return {"pattern": SINGLE_LINE_PATTERN} if validator is schemas.single_line else None
+    pattern = _PATTERNS.get(validator)
+    return {"pattern": pattern} if pattern else None
 
 
 class _NullableMixin:
@@ -81,6 +85,13 @@ class RecipientConverter(TypeConverter):
         }
 
 
+class SenderConverter(TypeConverter):
+    """The optional From address: one address, in a domain the client's key allows."""
+
+    def convert_type(self, schema_node):
+        return {"type": "string", "format": "email", "pattern": HEADER_TEXT_PATTERN}
+
+
 class EmailsvcSwagger(CorniceSwagger):
     """cornice_swagger, taught our Colander types and our operation names."""
 
@@ -90,6 +101,7 @@ class EmailsvcSwagger(CorniceSwagger):
         colander.Integer: IntegerConverter,
         colander.Mapping: ObjectConverter,
         schemas.Recipient: RecipientConverter,
+        schemas.Sender: SenderConverter,
     }
     summary_docstrings = True
 

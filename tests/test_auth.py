@@ -102,9 +102,11 @@ def test_another_clients_job_answers_404_like_an_unknown_one(settings):
 
 
 def test_urls_outside_email_stay_public(settings):
-    # Health, SPORE and OpenAPI endpoints carry no permission: here an unknown URL shows it
-    # by answering 404, not 401.
-    assert keyed_app(settings).get("/__lbheartbeat__", status=404).json["status"] == "error"
+    # Health, SPORE and OpenAPI endpoints carry no permission; unknown URLs answer 404.
+    app = keyed_app(settings)
+    for url in ("/__lbheartbeat__", "/__version__", "/spore", "/openapi.json"):
+        app.get(url, status=200)
+    assert app.get("/nowhere", status=404).json["status"] == "error"
 
 
 def test_without_required_keys_everyone_is_anonymous(app, settings, redis_client):

@@ -11,7 +11,7 @@ from emailsvc.rendering import Templates
 from emailsvc.settings import load
 from tests.servers import free_port
 
-MESSAGE = {"subject": "Hello", "content": "Body", "template": "default"}
+MESSAGE = {"subject": "Hello", "content": "Body", "template": "default", "client": "acme"}
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_a_redelivered_chunk_skips_recipients_already_recorded(make_deliverer, s
     ]
     assert deliverer.deliver_chunk(job, 0, chunk) == []  # a third run sends nothing more
     assert len(smtp_server.messages) == 2
-    assert deliverer.store.status(job)["status"] == "sent"
+    assert deliverer.store.status(job, "acme")["status"] == "sent"
 
 
 def test_offsets_place_a_chunk_inside_the_job(make_deliverer, smtp_server):
@@ -52,7 +52,7 @@ def test_offsets_place_a_chunk_inside_the_job(make_deliverer, smtp_server):
     job = new_id()
     deliverer.store.create(job, 4, MESSAGE)
     deliverer.deliver_chunk(job, 2, recipients("c@example.org", "reject@example.org"))
-    doc = deliverer.store.status(job)
+    doc = deliverer.store.status(job, "acme")
     assert (doc["sent"], doc["failed"], doc["pending"]) == (1, 1, 2)
     assert deliverer.store.done_indexes(job, [0, 1, 2, 3]) == {2, 3}
 
@@ -63,9 +63,9 @@ def test_transient_refusals_are_returned_for_retry_and_not_recorded(make_deliver
     deliverer.store.create(job, 2, MESSAGE)
     transient = deliverer.deliver_chunk(job, 0, recipients("busy@example.org", "ok@example.org"))
     assert [(i, r["email"], e.code) for i, r, e in transient] == [(0, "busy@example.org", 451)]
-    assert deliverer.store.status(job)["pending"] == 1
+    assert deliverer.store.status(job, "acme")["pending"] == 1
     deliverer.fail_for_good(job, transient)
-    doc = deliverer.store.status(job)
+    doc = deliverer.store.status(job, "acme")
     assert doc["status"] == "partially_failed"
     assert doc["errors"][0]["code"] == 451 and "gave up" in doc["errors"][0]["message"]
 
@@ -76,7 +76,7 @@ def test_an_unreachable_relay_leaves_the_whole_chunk_for_retry(make_deliverer):
     deliverer.store.create(job, 2, MESSAGE)
     transient = deliverer.deliver_chunk(job, 0, recipients("a@example.org", "b@example.org"))
     assert [i for i, _, _ in transient] == [0, 1]
-    assert deliverer.store.status(job)["status"] == "queued"
+    assert deliverer.store.status(job, "acme")["status"] == "queued"
 
 
 def test_a_chunk_of_a_job_that_is_gone_sends_nothing(make_deliverer, smtp_server):
@@ -94,7 +94,7 @@ def test_a_template_error_fails_that_recipient_only(make_deliverer, smtp_server,
     chunk = recipients("a@example.org", "b@example.org")
     chunk[1]["vars"] = {"order": "42"}
     deliverer.deliver_chunk(job, 0, chunk)
-    doc = deliverer.store.status(job)
+    doc = deliverer.store.status(job, "acme")
     assert (doc["sent"], doc["failed"]) == (1, 1)
     assert (
         doc["errors"][0]["recipient"] == "a@example.org" and "order" in doc["errors"][0]["message"]

@@ -34,7 +34,7 @@ def test_a_job_whose_chunks_cannot_all_be_enqueued_leaves_no_record(redis_url, r
     task = BrokerFailingAfter(1)
     body = dict(BODY, recipients=[{"email": f"r{i}@example.org"} for i in range(5)])
     with pytest.raises(OperationalError):
-        submit(store, task, body, chunk_size=2)
+        submit(store, task, body, chunk_size=2, client="acme")
     job_id = task.published[0][0]
-    assert store.status(job_id) is None
+    assert store.status(job_id, "acme") is None
     assert list(client.scan_iter(match=redis_prefix + "*")) == []

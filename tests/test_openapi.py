@@ -68,13 +68,14 @@ def test_every_endpoint_declares_its_statuses_and_their_documents(spec):
     }  # fmt: skip
     assert set(operations) == {("/email", "post"), ("/email/{task_id}", "get")}
     send, status = operations["/email", "post"], operations["/email/{task_id}", "get"]
-    assert sorted(send["responses"]) == ["202", "400", "413", "415", "503"]
-    assert sorted(status["responses"]) == ["200", "404", "503"]
+    assert sorted(send["responses"]) == ["202", "400", "401", "403", "413", "415", "429", "503"]
+    assert sorted(status["responses"]) == ["200", "401", "404", "503"]
     for op in operations.values():
         assert all("schema" in response for response in op["responses"].values())
     assert send["operationId"] == "send_email" and status["operationId"] == "get_email_status"
     assert send["responses"]["202"]["headers"]["Location"]["type"] == "string"
     assert send["responses"]["503"]["headers"]["Retry-After"]["type"] == "integer"
+    assert send["responses"]["429"]["headers"]["Retry-After"]["type"] == "integer"
 
 
 def test_request_schemas_come_from_colander_bound_to_the_settings(spec):

@@ -50,11 +50,11 @@ def test_the_description_names_this_service_and_its_two_methods(app):
     assert set(methods) == {"send_email", "get_email_status"}
     send, status = methods["send_email"], methods["get_email_status"]
     assert (send["method"], send["path"], send["required_payload"]) == ("POST", "/email", True)
-    assert send["expected_status"] == [202, 400, 413, 415, 503]
+    assert send["expected_status"] == [202, 400, 401, 403, 413, 415, 429, 503]
     assert send["description"].startswith("Accept an email job")
     assert (status["method"], status["path"]) == ("GET", "/email/:task_id")
     assert status["required_params"] == ["task_id"]
-    assert status["expected_status"] == [200, 404, 503]
+    assert status["expected_status"] == [200, 401, 404, 503]
     assert status["description"].startswith("Report an email job's progress")
 
 

@@ -75,6 +75,7 @@ def test_real_responses_of_the_running_service_match_their_declared_schemas(live
     spec = requests.get(url + "/openapi.json", timeout=5).json()
     body = {"recipients": ["ana@example.org"], "subject": "Hello", "content": "Hi"}
     accepted = requests.post(url + "/email", json=body, timeout=5)
+    assert accepted.status_code == 202, (accepted.status_code, accepted.text[:500])
     task = accepted.json()["id"]
     done = wait_for(
         lambda: (

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from emailsvc.auth import hash_key
+
 from ..servers import free_port, wait_for
 from .stack import (
     Process,
@@ -26,6 +28,9 @@ from .stack import (
 
 RECIPIENTS = 2000
 PUBLIC_HOST = "mail.example.test"
+# production.ini requires API keys: the stack knows this one's hash, the client sends it.
+API_KEY = "deployment-test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CHUNK_LINE = re.compile(r"job ([0-9a-f]{32}) chunk at (\d+): sent (\d+), failed (\d+)")
 
 pytestmark = pytest.mark.skipif(
@@ -49,6 +54,7 @@ def stack(tmp_path, redis_url, redis_prefix, smtp_server):
         "EMAILSVC_SMTP_PASSWORD": "Password-marker",
         "EMAILSVC_CHUNK_SIZE": "50",
         "EMAILSVC_TRUSTED_PROXY": "127.0.0.1",
+        "EMAILSVC_API_KEYS": f"deploy:{hash_key(API_KEY)}",
         "EMAILSVC_HTTP_HOST": "127.0.0.1",
     }
     web_command = local_command(compose_command("web")) + [f"http_port={web_port}"]
@@ -136,6 +142,7 @@ def test_a_large_job_through_nginx_is_shared_by_two_workers_and_survives_one_sto
         headers={
             "Host": PUBLIC_HOST,
             "Content-Type": "application/json",
+            **AUTH,
             # A client's own forwarding headers are replaced by nginx's.
             "X-Forwarded-Host": "evil.example.org",
             "X-Forwarded-Proto": "https",
@@ -149,13 +156,15 @@ def test_a_large_job_through_nginx_is_shared_by_two_workers_and_survives_one_sto
     # Stop worker b once it has delivered a chunk, while the job still runs.
     worker_b = stack["workers"]["b"]
     assert wait_for(lambda: chunk_lines(logs / "worker-b.log", job_id), 30)
-    _, _, progress = request(port, "GET", f"/email/{job_id}", headers={"Host": PUBLIC_HOST})
+    _, _, progress = request(
+        port, "GET", f"/email/{job_id}", headers={"Host": PUBLIC_HOST, **AUTH}
+    )
     assert progress["pending"] > 0, "the job finished before a worker could be stopped"
     assert worker_b.stop(signal.SIGTERM) == 0
     assert "Warm shutdown" in worker_b.text()
 
     def finished():
-        return request(port, "GET", f"/email/{job_id}", headers={"Host": PUBLIC_HOST})[2]
+        return request(port, "GET", f"/email/{job_id}", headers={"Host": PUBLIC_HOST, **AUTH})[2]
 
     doc = wait_for(lambda: (lambda d: d if d["finished_at"] else None)(finished()), 60, 0.2)
     elapsed = time.monotonic() - started
