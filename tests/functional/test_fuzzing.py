@@ -1,4 +1,4 @@
-"""schemathesis against the live service's own OpenAPI description, with every check.
+"""schemathesis against the live service's own OpenAPI description, with its checks.
 
 The service runs under waitress with a real worker, real Redis and an SMTP server, with
 API keys on. The run is bounded (a fixed seed, ``FUZZ_EXAMPLES`` cases per operation);
@@ -50,6 +50,10 @@ def schemathesis(location, base_url, *extra):
     """Run the schemathesis CLI; return its exit code and output."""
     command = [os.path.join(os.path.dirname(sys.executable), "schemathesis"), "run", location]
     command += ["--url", base_url, "--checks", "all", "--seed", str(SEED)]
+    # Every check but one: Swagger 2.0 cannot say "an address or an object", nor
+    # email-validator's rules (special-use domains such as .test are refused), so requests
+    # that fit the description may still be rightly refused with 400.
+    command += ["--exclude-checks", "positive_data_acceptance"]
     command += ["--max-examples", str(FUZZ_EXAMPLES), "--workers", "1", "--no-color"]
     command += ["--header", f"Authorization: Bearer {API_KEY}", *extra]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
