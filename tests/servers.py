@@ -139,15 +139,20 @@ class Worker:
 
     def stop(self, timeout=30):
         """Ask for a warm shutdown and wait for it; kill if it hangs."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         if not self.log.closed:
             self.log.close()
+
+
+def stop_process(process, timeout):
+    """SIGTERM ``process`` and wait for it; SIGKILL it if it is still there after ``timeout``."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_for(predicate, timeout, interval=0.1):

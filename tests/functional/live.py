@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from ..servers import ROOT, free_port
+from ..servers import ROOT, free_port, stop_process
 
 LOGGING = """
 [loggers]
@@ -94,12 +94,6 @@ class LiveService:
 
     def stop(self, timeout=15):
         """Stop pserve (SIGTERM), killing it if it hangs."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
         if self.process:
             self.output.close()
