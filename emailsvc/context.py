@@ -33,3 +33,10 @@ class ServiceContext:
             "max_content_bytes": as_int(settings, "emailsvc.max_content_bytes", minimum=1),
             "templates": self.templates.names,
         }
+        self._bound_schemas = {}
+
+    def bound_schema(self, schema_class):
+        """``schema_class`` bound to these settings, built once rather than per request."""
+        if schema_class not in self._bound_schemas:
+            self._bound_schemas[schema_class] = schema_class().bind(**self.schema_bindings)
+        return self._bound_schemas[schema_class]

@@ -42,11 +42,19 @@ class Deliverer:
         sent = failed = 0
         transient = []
         date = datetime.now(UTC)
+        sender = self._sender(job)
+        # What every recipient's template shares, worked out once per chunk, not per message.
+        shared = {
+            "sender": str(sender),
+            "subject": job["subject"],
+            "content": job["content"],
+            "date": format_datetime(date, usegmt=True),
+        }
         try:
             with self.transport.session() as session:
                 for position, (index, recipient) in enumerate(todo):
                     try:
-                        self._send_one(session, job, recipient, date)
+                        self._send_one(session, job, recipient, sender, shared, date)
                     except ConnectionLost as exc:
                         error = DeliveryError(None, str(exc), permanent=False)
                         transient.extend((i, r, error) for i, r in todo[position:])
@@ -76,17 +84,9 @@ class Deliverer:
         )
         return transient
 
-    def _send_one(self, session, job, recipient, date):
-        sender = self._sender(job)
-        variables = dict(recipient.get("vars") or {})
-        variables.update(
-            to=recipient["email"],
-            name=recipient.get("name") or "",
-            sender=str(sender),
-            subject=job["subject"],
-            content=job["content"],
-            date=format_datetime(date, usegmt=True),
-        )
+    def _send_one(self, session, job, recipient, sender, shared, date):
+        variables = {**(recipient.get("vars") or {}), **shared}
+        variables.update(to=recipient["email"], name=recipient.get("name") or "")
         try:
             body = self.templates.render(job["template"], variables)
             msg = build_message(sender, recipient, job["subject"], body, now=date)

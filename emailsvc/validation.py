@@ -33,5 +33,5 @@ def json_body_validator(request, schema=None, **kwargs):
     cstruct = parsed_json_body(request)
     if request.errors:
         return
-    bound = schema().bind(**request.registry.emailsvc.schema_bindings)
+    bound = request.registry.emailsvc.bound_schema(schema)
     colander_validator(request, schema=bound, deserializer=lambda _: cstruct)
