@@ -46,10 +46,10 @@ setup(
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],
         "console_scripts": [
-            "emailsvc-settings = emailsvc.settings:print_settings",
-            "emailsvc-spore = emailsvc.spore:main",
-            "emailsvc-client = emailsvc.client:main",
-            "emailsvc-keygen = emailsvc.keygen:main",
+            "emailsvc-settings = emailsvc.cli.settings:main",
+            "emailsvc-spore = emailsvc.cli.spore:main",
+            "emailsvc-client = emailsvc.cli.client:main",
+            "emailsvc-keygen = emailsvc.cli.keygen:main",
         ],
     },
 )

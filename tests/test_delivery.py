@@ -3,11 +3,11 @@
 import pytest
 import redis
 
-from emailsvc.delivery import Deliverer
-from emailsvc.jobs import JobStore, new_id
-from emailsvc.mailer import SMTPTransport
-from emailsvc.messages import sender_address
-from emailsvc.rendering import Templates
+from emailsvc.jobs.delivery import Deliverer
+from emailsvc.jobs.records import JobStore, new_id
+from emailsvc.mail.messages import sender_address
+from emailsvc.mail.templates import Templates
+from emailsvc.mail.transports import SMTPTransport
 from emailsvc.settings import load
 from tests.servers import free_port
 
@@ -20,8 +20,9 @@ def make_deliverer(redis_url, redis_prefix):
     store = JobStore(client, redis_prefix, 60)
 
     def make(port):
-        settings = load({"emailsvc.smtp.host": "127.0.0.1", "emailsvc.smtp.port": port})
-        return Deliverer(store, Templates(), SMTPTransport(settings), sender_address(settings))
+        settings = load({"emailsvc.smtp.host": "127.0.0.1", "emailsvc.smtp.port": port}, {})
+        sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
+        return Deliverer(store, Templates(), SMTPTransport(settings), sender)
 
     yield make
     client.close()

@@ -1,11 +1,14 @@
 """Recording and enqueuing a job, all or nothing."""
 
+from types import SimpleNamespace
+
 import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from emailsvc.dispatch import chunks, submit
-from emailsvc.jobs import JobStore
+from emailsvc.jobs.dispatch import chunks, submit
+from emailsvc.jobs.records import JobStore
+from emailsvc.jobs.tasks import DELIVER_CHUNK
 
 BODY = {"subject": "S", "content": "C", "template": "default"}
 
@@ -32,9 +35,14 @@ def test_a_job_whose_chunks_cannot_all_be_enqueued_leaves_no_record(redis_url, r
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     store = JobStore(client, redis_prefix, 60)
     task = BrokerFailingAfter(1)
+    assembly = SimpleNamespace(
+        jobs=store,
+        settings={"emailsvc.chunk_size": 2},
+        celery=SimpleNamespace(tasks={DELIVER_CHUNK: task}),
+    )
     body = dict(BODY, recipients=[{"email": f"r{i}@example.org"} for i in range(5)])
     with pytest.raises(OperationalError):
-        submit(store, task, body, chunk_size=2, client="acme")
+        submit(assembly, body, client="acme")
     job_id = task.published[0][0]
     assert store.status(job_id, "acme") is None
     assert list(client.scan_iter(match=redis_prefix + "*")) == []

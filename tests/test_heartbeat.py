@@ -2,11 +2,12 @@
 
 import json
 import time
+from types import SimpleNamespace
 
 import webtest
 
 from emailsvc import main
-from emailsvc.heartbeat import run_checks
+from emailsvc.api.health import run_checks
 
 from .servers import free_port
 
@@ -68,12 +69,20 @@ def test_an_outbox_folder_that_cannot_be_created_fails_the_mail_check(settings, 
     assert app.get("/__heartbeat__", status=503).json["checks"]["mail"] == "error"
 
 
-def test_a_check_that_hangs_fails_at_the_timeout(settings, app):
-    settings = dict(settings, **{"emailsvc.heartbeat.timeout_seconds": "0.2"})
+def test_a_check_that_hangs_fails_at_the_timeout():
+    assembly = SimpleNamespace(settings={"emailsvc.heartbeat.timeout_seconds": 0.2})
     started = time.monotonic()
-    results = run_checks(settings, None, {"slow": lambda *args: time.sleep(1)})
-    assert results == {"slow": "timed out after 0.2 s"}
+    results = run_checks(assembly, {"slow": lambda *args: time.sleep(1), "fast": lambda *a: 0})
+    assert results == {"slow": "timed out after 0.2 s", "fast": None}
     assert time.monotonic() - started < 0.9
+
+
+def test_the_checks_end_as_soon_as_every_one_has_answered():
+    assembly = SimpleNamespace(settings={"emailsvc.heartbeat.timeout_seconds": 30.0})
+    started = time.monotonic()
+    results = run_checks(assembly, {"a": lambda *args: time.sleep(0.1), "b": lambda *args: 0})
+    assert results == {"a": None, "b": None}
+    assert time.monotonic() - started < 5
 
 
 def test_version_names_the_package_and_the_commit_from_the_environment(settings, monkeypatch):

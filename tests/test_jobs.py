@@ -2,7 +2,7 @@
 
 import pytest
 
-from emailsvc.jobs import JobStore, new_id
+from emailsvc.jobs.records import JobStore, new_id
 
 MESSAGE = {"subject": "S", "content": "C", "template": "default", "client": "acme"}
 

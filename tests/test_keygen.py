@@ -5,8 +5,9 @@ import json
 import webtest
 
 from emailsvc import main
-from emailsvc.auth import hash_key, parse_api_keys
-from emailsvc.keygen import main as keygen
+from emailsvc.api.auth import hash_key
+from emailsvc.cli.keygen import main as keygen
+from emailsvc.settings import api_key_entries
 
 
 def test_keygen_prints_a_key_and_its_hashed_entry(capsys):
@@ -14,7 +15,7 @@ def test_keygen_prints_a_key_and_its_hashed_entry(capsys):
     lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     key, entry = lines[1], lines[3]
     assert len(key) >= 40
-    assert parse_api_keys(entry) == [("shop", hash_key(key))]
+    assert api_key_entries(entry) == (("shop", hash_key(key)),)
     assert key not in entry
 
 

@@ -6,9 +6,9 @@ import pytest
 import webtest
 
 from emailsvc import main
-from emailsvc.auth import hash_key
-from emailsvc.limits import LimitExceeded, RateLimiter, read_limits
-from emailsvc.settings import load
+from emailsvc.api.auth import hash_key
+from emailsvc.api.limits import LimitExceeded, RateLimiter
+from emailsvc.settings import SettingsError, load
 
 SHOP_KEY = "shop-key-0123456789"
 CRM_KEY = "crm-key-0123456789"
@@ -113,7 +113,7 @@ def test_windows_reset_and_retry_after_counts_to_the_next_window(redis_client, r
     limiter = RateLimiter(
         redis_client,
         redis_prefix,
-        read_limits({"emailsvc.limit.requests_per_minute": "1"}),
+        load({"emailsvc.limit.requests_per_minute": "1"}, environ={}).limits_for,
         clock=lambda: now[0],
     )
     limiter.check_and_count("shop", 1)
@@ -125,7 +125,8 @@ def test_windows_reset_and_retry_after_counts_to_the_next_window(redis_client, r
 
 
 def test_zero_means_no_limit(redis_client, redis_prefix):
-    limiter = RateLimiter(redis_client, redis_prefix, read_limits({}))
+    limits = {"emailsvc.limit.requests_per_minute": "0", "emailsvc.limit.recipients_per_hour": "0"}
+    limiter = RateLimiter(redis_client, redis_prefix, load(limits, environ={}).limits_for)
     for _ in range(50):
         limiter.check_and_count("shop", 10_000)
 
@@ -135,13 +136,13 @@ def test_zero_means_no_limit(redis_client, redis_prefix):
     ["emailsvc.limit.requests_per_hour", "emailsvc.limit.shop.recipients", "emailsvc.limit.a.b.c"],
 )
 def test_unknown_limit_settings_are_refused(key):
-    with pytest.raises(ValueError, match=key):
-        read_limits({key: "1"})
+    with pytest.raises(SettingsError, match=key):
+        load({key: "1"}, environ={})
 
 
 def test_negative_limits_are_refused():
-    with pytest.raises(ValueError):
-        read_limits({"emailsvc.limit.requests_per_minute": "-1"})
+    with pytest.raises(SettingsError, match="EMAILSVC_LIMIT_REQUESTS_PER_MINUTE"):
+        load({"emailsvc.limit.requests_per_minute": "-1"}, environ={})
 
 
 def test_per_client_settings_come_from_the_environment_for_configured_clients():
@@ -153,7 +154,7 @@ def test_per_client_settings_come_from_the_environment_for_configured_clients():
         "EMAILSVC_LIMIT_NOBODY_REQUESTS_PER_MINUTE": "1",
     }
     settings = load({}, environ)
-    assert settings["emailsvc.limit.shop.requests_per_minute"] == "7"
-    assert settings["emailsvc.limit.back-office.recipients_per_hour"] == "70"
-    assert settings["emailsvc.senders.shop"] == "shop.example"
-    assert not any(".nobody." in key for key in settings)
+    assert settings.limits_for("shop")["requests_per_minute"] == 7
+    assert settings.limits_for("back-office")["recipients_per_hour"] == 70
+    assert settings.limits_for("nobody")["requests_per_minute"] == 600
+    assert settings.senders_for("shop") == {"shop.example"}

@@ -2,18 +2,18 @@
 
 import pytest
 
-from emailsvc.mailer import (
+from emailsvc.mail.messages import build_message, sender_address
+from emailsvc.mail.transports import (
     ConnectionLost,
     DeliveryError,
     OutboxTransport,
     SMTPTransport,
     transport_from_settings,
 )
-from emailsvc.messages import build_message, sender_address
-from emailsvc.settings import load
+from emailsvc.settings import SettingsError, load
 from tests.servers import free_port
 
-SENDER = sender_address({"emailsvc.sender": "noreply@example.com", "emailsvc.sender_name": ""})
+SENDER = sender_address("noreply@example.com")
 
 
 def message(to):
@@ -21,7 +21,7 @@ def message(to):
 
 
 def smtp(port):
-    return SMTPTransport(load({"emailsvc.smtp.host": "127.0.0.1", "emailsvc.smtp.port": port}))
+    return SMTPTransport(load({"emailsvc.smtp.host": "127.0.0.1", "emailsvc.smtp.port": port}, {}))
 
 
 def test_one_session_delivers_several_messages(smtp_server):
@@ -60,7 +60,7 @@ def test_an_unreachable_relay_is_a_lost_connection():
 
 
 def test_outbox_writes_one_eml_file_per_message(tmp_path):
-    transport = OutboxTransport(load({"emailsvc.outbox_dir": str(tmp_path / "out")}))
+    transport = OutboxTransport(load({"emailsvc.outbox_dir": str(tmp_path / "out")}, {}))
     with transport.session() as session:
         session.send(message("a@example.org"), "noreply@example.com", "a@example.org")
         session.send(message("b@example.org"), "noreply@example.com", "b@example.org")
@@ -70,5 +70,5 @@ def test_outbox_writes_one_eml_file_per_message(tmp_path):
 
 
 def test_an_unknown_transport_is_a_configuration_error():
-    with pytest.raises(ValueError, match="smtp"):
-        transport_from_settings(load({"emailsvc.mail.transport": "pigeon"}))
+    with pytest.raises(SettingsError, match="one of smtp, outbox"):
+        transport_from_settings(load({"emailsvc.mail.transport": "pigeon"}, {}))

@@ -3,14 +3,12 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from emailsvc.messages import build_message, sender_address
-
-SETTINGS = {"emailsvc.sender": "noreply@example.com", "emailsvc.sender_name": "Équipe"}
+from emailsvc.mail.messages import build_message, sender_address
 
 
 def build(**overrides):
     args = {
-        "sender": sender_address(SETTINGS),
+        "sender": sender_address("noreply@example.com", "Équipe"),
         "recipient": {"email": "ana@example.org", "name": "Ana Müller"},
         "subject": "Réunion de lundi",
         "body": "Bonjour\nÀ lundi",

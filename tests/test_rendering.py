@@ -2,7 +2,7 @@
 
 import pytest
 
-from emailsvc.rendering import RenderError, Templates
+from emailsvc.mail.templates import RenderError, Templates
 
 CORE = {"to": "a@x.org", "name": "Ana", "sender": "s@x.org", "subject": "S", "date": "D"}
 

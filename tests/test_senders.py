@@ -6,7 +6,7 @@ import pytest
 import webtest
 
 from emailsvc import main
-from emailsvc.auth import hash_key
+from emailsvc.api.auth import hash_key
 
 from .servers import wait_for
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+from types import SimpleNamespace
 
 import colander
 import jsonschema
@@ -10,7 +11,10 @@ import webtest
 from cornice import Service
 from pyramid.config import Configurator
 
-from emailsvc import main, spore
+from emailsvc import main
+from emailsvc.api import spore
+from emailsvc.cli.spore import describe_ini
+from emailsvc.cli.spore import main as spore_script
 from emailsvc.settings import load
 
 from .servers import ROOT
@@ -87,7 +91,9 @@ def test_a_new_service_and_its_parameters_appear_without_touching_the_generator(
     def check(request):
         """Not part of the API: it declares no schema."""
 
-    with Configurator(settings=load({})) as config:
+    with Configurator(settings={}) as config:
+        # The description reads only the typed settings of the service it describes.
+        config.registry.emailsvc = SimpleNamespace(settings=load({}, environ={}))
         config.include("cornice")
         config.include("cornice_swagger")
         config.add_cornice_service(listing)
@@ -120,7 +126,7 @@ def test_the_committed_spore_json_is_what_production_ini_generates(monkeypatch):
             monkeypatch.delenv(name)
     # Nothing listens on port 1: generating the description needs no Redis.
     monkeypatch.setenv("EMAILSVC_REDIS_URL", "redis://127.0.0.1:1/0")
-    generated = spore.dumps(spore.describe_ini(os.path.join(ROOT, "production.ini")))
+    generated = spore.dumps(describe_ini(os.path.join(ROOT, "production.ini")))
     with open(os.path.join(ROOT, "spore.json"), encoding="utf-8") as handle:
         committed = handle.read()
     assert committed == generated, (
@@ -133,5 +139,5 @@ def test_the_console_script_writes_the_description(tmp_path, monkeypatch):
     monkeypatch.setenv("EMAILSVC_REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("EMAILSVC_REQUIRE_API_KEY", "true")
     out = tmp_path / "spore.json"
-    assert spore.main([os.path.join(ROOT, "production.ini"), "-o", str(out)]) == 0
+    assert spore_script([os.path.join(ROOT, "production.ini"), "-o", str(out)]) == 0
     assert json.loads(out.read_text(encoding="utf-8"))["authentication"] is True

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from emailsvc.auth import hash_key
+from emailsvc.api.auth import hash_key
 
 from ..servers import free_port, wait_for
 from .stack import (
@@ -195,9 +195,21 @@ def test_a_large_job_through_nginx_is_shared_by_two_workers_and_survives_one_sto
     assert "POST /email 413" not in (logs / "web.log").read_text()
 
     # One request line per request, with the job; one line per chunk in the workers' logs.
+    # nginx gives each request an id; it follows the POST into the workers' lines.
+    request_id = {name.lower(): value for name, value in headers.items()}["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
     web_log = (logs / "web.log").read_text()
-    assert re.search(rf"POST /email 202 \d+\.\d ms job={job_id}", web_log)
-    assert re.search(rf"GET /email/{job_id} 200 \d+\.\d ms job={job_id}", web_log)
+    assert re.search(rf"POST /email 202 \d+\.\d ms request={request_id} job={job_id}", web_log)
+    assert re.search(rf"GET /email/{job_id} 200 \d+\.\d ms request=\w+ job={job_id}", web_log)
+    worker_lines = [
+        line
+        for name in ("a", "b")
+        for line in (logs / f"worker-{name}.log").read_text().splitlines()
+        if CHUNK_LINE.search(line)
+    ]
+    assert worker_lines and all(
+        line.endswith(f" request={request_id} job={job_id}") for line in worker_lines
+    )
     assert re.search(r"GET /__heartbeat__ 200 ", web_log)
     # Written by the workers' own processes, through production.ini's rotating file.
     assert "ready." in (logs / "worker-a.log").read_text()

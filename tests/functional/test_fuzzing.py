@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from emailsvc.auth import hash_key
+from emailsvc.api.auth import hash_key
 
 from ..servers import Worker
 from .live import LiveService

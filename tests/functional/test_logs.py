@@ -8,7 +8,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from emailsvc.auth import hash_key
+from emailsvc.api.auth import hash_key
 
 from ..servers import RecordingHandler, Worker, free_port, wait_for
 from .live import LiveService

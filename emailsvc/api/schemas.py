@@ -8,7 +8,7 @@ import re
 import colander
 from email_validator import EmailNotValidError, validate_email
 
-from .rendering import RESERVED_VARIABLES
+from ..mail.templates import RESERVED_VARIABLES
 
 MAX_SUBJECT_LENGTH = 998
 MAX_NAME_LENGTH = 256

@@ -7,13 +7,8 @@ which is how keys are rotated (see docs/SECURITY.md).
 
 import hashlib
 import hmac
-import re
 
 from pyramid.security import Allowed, Denied
-
-# Client names appear in Redis keys, settings names and environment variable names.
-CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
 
 # The client of every request when API keys are not required.
 ANONYMOUS = "anonymous"
@@ -27,27 +22,11 @@ def hash_key(key):
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def parse_api_keys(text):
-    """Parse ``client:sha256hex`` entries into a list of ``(client, digest)``.
-
-    Raises ValueError naming the bad entry (by position, never by content: it may be a
-    key pasted by mistake).
-    """
-    entries = []
-    for position, entry in enumerate(str(text or "").split(), start=1):
-        client, _, digest = entry.rpartition(":")
-        digest = digest.lower()
-        if not CLIENT_NAME.match(client) or not _SHA256_HEX.match(digest):
-            raise ValueError(
-                f"emailsvc.api_keys entry {position} must be client:sha256hex "
-                "(client: lower-case letters, digits, '_' or '-'; 64 hex digits)"
-            )
-        entries.append((client, digest))
-    return entries
-
-
 class KeyRing:
-    """The configured key hashes; finds the client of a presented key in constant time."""
+    """The configured key hashes; finds the client of a presented key in constant time.
+
+    ``entries`` are the ``(client, sha256hex)`` pairs of ``emailsvc.api_keys``.
+    """
 
     def __init__(self, entries):
         self.entries = list(entries)

@@ -2,7 +2,8 @@
 
 A transport opens a session for one chunk of recipients; the session's ``send`` delivers
 one message and raises ``DeliveryError`` for that recipient, or ``ConnectionLost`` when
-the session itself is gone (the rest of the chunk must then be retried).
+the session itself is gone (the rest of the chunk must then be retried). A transport's
+``check(timeout)`` is its ``/__heartbeat__`` check: it connects the way delivery does.
 """
 
 import os
@@ -11,7 +12,7 @@ import ssl
 import tempfile
 from contextlib import contextmanager
 
-from .settings import as_bool, as_float, as_int
+from ..checks import CheckFailed
 
 
 class DeliveryError(Exception):
@@ -42,25 +43,44 @@ class SMTPTransport:
 
     def __init__(self, settings):
         self.host = settings["emailsvc.smtp.host"]
-        self.port = as_int(settings, "emailsvc.smtp.port", minimum=1)
+        self.port = settings["emailsvc.smtp.port"]
         self.username = settings["emailsvc.smtp.username"]
         self.password = settings["emailsvc.smtp.password"]
-        self.starttls = as_bool(settings, "emailsvc.smtp.starttls")
-        self.ssl = as_bool(settings, "emailsvc.smtp.ssl")
-        self.timeout = as_float(settings, "emailsvc.smtp.timeout_seconds")
+        self.starttls = settings["emailsvc.smtp.starttls"]
+        self.ssl = settings["emailsvc.smtp.ssl"]
+        self.timeout = settings["emailsvc.smtp.timeout_seconds"]
 
-    def _connect(self):
+    def _connect(self, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         if self.ssl:
             smtp = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                self.host, self.port, timeout=timeout, context=ssl.create_default_context()
             )
         else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        if self.starttls and not self.ssl:
-            smtp.starttls(context=ssl.create_default_context())
-        if self.username:
-            smtp.login(self.username, self.password)
+            smtp = smtplib.SMTP(self.host, self.port, timeout=timeout)
+        try:
+            if self.starttls and not self.ssl:
+                smtp.starttls(context=ssl.create_default_context())
+            if self.username:
+                smtp.login(self.username, self.password)
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
+
+    def check(self, timeout):
+        """Connect as delivery does (TLS and login included), then NOOP and QUIT."""
+        try:
+            smtp = self._connect(timeout)
+        except smtplib.SMTPResponseException as exc:
+            raise CheckFailed(f"the relay answered {exc.smtp_code}") from None
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            code, _ = smtp.noop()
+            if code != 250:
+                raise CheckFailed(f"the relay answered {code}")
+        finally:
+            _quit(smtp)
 
     @contextmanager
     def session(self):
@@ -74,10 +94,14 @@ class SMTPTransport:
         try:
             yield _SMTPSession(smtp)
         finally:
-            try:
-                smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                smtp.close()
+            _quit(smtp)
+
+
+def _quit(smtp):
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
 
 
 class _SMTPSession:
@@ -108,6 +132,12 @@ class OutboxTransport:
     def __init__(self, settings):
         self.directory = settings["emailsvc.outbox_dir"]
 
+    def check(self, timeout):
+        """The folder exists (or can be made) and a file can be written into it."""
+        os.makedirs(self.directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=self.directory, prefix=".heartbeat-"):
+            pass
+
     @contextmanager
     def session(self):
         """Yield a session whose ``send`` writes one file per message."""
@@ -127,10 +157,5 @@ TRANSPORTS = {"smtp": SMTPTransport, "outbox": OutboxTransport}
 
 
 def transport_from_settings(settings):
-    """Return the transport named by ``emailsvc.mail.transport``."""
-    name = settings["emailsvc.mail.transport"]
-    if name not in TRANSPORTS:
-        raise ValueError(
-            f"emailsvc.mail.transport must be one of {sorted(TRANSPORTS)}, not {name!r}"
-        )
-    return TRANSPORTS[name](settings)
+    """Return the transport named by ``emailsvc.mail.transport`` (checked by the settings)."""
+    return TRANSPORTS[settings["emailsvc.mail.transport"]](settings)

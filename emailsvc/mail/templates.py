@@ -4,7 +4,10 @@ import os
 
 from chameleon import PageTextTemplateFile
 
-TEMPLATE_DIR = os.path.join(os.path.dirname(__file__), "templates")
+# The templates shipped in the package: emailsvc/templates/.
+TEMPLATE_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates"
+)
 TEMPLATE_SUFFIX = ".txt"
 
 # Names every template receives; a recipient's ``vars`` may not shadow them (nor the

@@ -12,7 +12,6 @@ import time
 from pyramid.httpexceptions import HTTPTooManyRequests
 
 from .errors import error_response
-from .settings import as_int
 
 REQUESTS_WINDOW_SECONDS = 60
 RECIPIENTS_WINDOW_SECONDS = 3600
@@ -33,8 +32,6 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 0
 """
 
-LIMIT_NAMES = ("requests_per_minute", "recipients_per_hour")
-
 
 class LimitExceeded(Exception):
     """A client is over one of its limits; ``retry_after`` is in whole seconds."""
@@ -46,43 +43,16 @@ class LimitExceeded(Exception):
         self.retry_after = retry_after
 
 
-def read_limits(settings):
-    """Check every ``emailsvc.limit.*`` setting and return ``{client or None: {name: n}}``.
-
-    ``None`` holds the defaults; a client's entry holds only the limits it overrides.
-    """
-    limits = {None: {}}
-    for key in sorted(settings):
-        if not key.startswith("emailsvc.limit."):
-            continue
-        parts = key.split(".")
-        if len(parts) == 3 and parts[2] in LIMIT_NAMES:
-            limits[None][parts[2]] = as_int(settings, key)
-        elif len(parts) == 4 and parts[3] in LIMIT_NAMES:
-            limits.setdefault(parts[2], {})[parts[3]] = as_int(settings, key)
-        else:
-            raise ValueError(
-                f"{key} is not a limit setting: use emailsvc.limit.<name> or "
-                f"emailsvc.limit.<client>.<name>, with <name> one of {', '.join(LIMIT_NAMES)}"
-            )
-    for name in LIMIT_NAMES:
-        limits[None].setdefault(name, 0)
-    return limits
-
-
 class RateLimiter:
     """Counts each client's accepted requests and recipients in Redis."""
 
-    def __init__(self, redis, prefix, limits, clock=time.time):
+    def __init__(self, redis, prefix, limits_for, clock=time.time):
         self.redis = redis
         self.prefix = prefix
-        self.limits = limits
+        #: ``limits_for(client)`` -> ``{name: limit}`` (``Settings.limits_for``).
+        self.limits_for = limits_for
         self.clock = clock
         self._script = redis.register_script(_CHECK_AND_COUNT)
-
-    def limits_for(self, client):
-        """The limits that apply to ``client``: its own where set, else the defaults."""
-        return {**self.limits[None], **self.limits.get(client, {})}
 
     def check_and_count(self, client, recipients):
         """Count one request of ``recipients`` for ``client``, or raise ``LimitExceeded``.

@@ -2,7 +2,8 @@
 
 import logging
 
-from .jobs import new_id
+from .records import new_id
+from .tasks import publish_chunk
 
 log = logging.getLogger(__name__)
 
@@ -13,8 +14,8 @@ def chunks(recipients, size):
         yield offset, recipients[offset : offset + size]
 
 
-def submit(store, task, body, chunk_size, client):
-    """Record ``client``'s job for ``body`` and enqueue one ``task`` per chunk; return its id.
+def submit(assembly, body, client, request_id=None):
+    """Record ``client``'s job for ``body`` and enqueue its chunks; return the job's id.
 
     If anything fails on the way the job record is removed before the error propagates,
     so a client that gets an error never finds a half-written job. Chunks already
@@ -29,14 +30,14 @@ def submit(store, task, body, chunk_size, client):
         "client": client,
         # Empty: the service's own sender (emailsvc.sender).
         "sender": body.get("from", ""),
+        # Lets the worker's log lines for this job name the request that created it.
+        "request_id": request_id or "",
     }
+    store = assembly.jobs
     store.create(job_id, len(recipients), message)
     try:
-        for offset, chunk in chunks(recipients, chunk_size):
-            # A short argsrepr keeps addresses out of broker headers and worker logs, and
-            # spares Celery from formatting every recipient of a large job.
-            argsrepr = f"({job_id!r}, {offset}, <{len(chunk)} recipients>)"
-            task.apply_async(args=(job_id, offset, chunk), argsrepr=argsrepr)
+        for offset, chunk in chunks(recipients, assembly.settings["emailsvc.chunk_size"]):
+            publish_chunk(assembly.celery, job_id, offset, chunk)
     except Exception:
         log.exception("job %s could not be enqueued; its record is removed", job_id)
         try:

@@ -3,7 +3,8 @@
 import secrets
 import sys
 
-from .auth import CLIENT_NAME, hash_key
+from ..api.auth import hash_key
+from ..settings import CLIENT_NAME
 
 KEY_BYTES = 32
 

@@ -23,6 +23,7 @@ from cornice_swagger.util import body_schema_transformer
 
 from . import schemas
 from .spore import NAME, api_services, operation_name
+from .validators import schema_bindings
 
 openapi = Service(name="openapi", path="/openapi.json", description="This API's OpenAPI 2.0.")
 
@@ -118,7 +119,7 @@ class EmailsvcSwagger(CorniceSwagger):
 
 def describe(registry):
     """The OpenAPI 2.0 description of the app whose registry is given."""
-    generator = EmailsvcSwagger(api_services(registry), registry.emailsvc.schema_bindings)
+    generator = EmailsvcSwagger(api_services(registry), schema_bindings(registry.emailsvc))
     return generator.generate(NAME, version(NAME), base_path="/")
 
 
@@ -126,3 +127,8 @@ def describe(registry):
 def get_openapi(request):
     """This API's OpenAPI 2.0 description."""
     return describe(request.registry)
+
+
+def includeme(config):
+    """``GET /openapi.json``."""
+    config.scan(__name__)

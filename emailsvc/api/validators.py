@@ -20,9 +20,27 @@ def parsed_json_body(request):
     return {"body": body, "path": request.matchdict or {}}
 
 
+def schema_bindings(assembly):
+    """The values deferred schema validators read: limits and the template names."""
+    settings = assembly.settings
+    return {
+        "max_recipients": settings["emailsvc.max_recipients"],
+        "max_content_bytes": settings["emailsvc.max_content_bytes"],
+        "templates": assembly.templates.names,
+    }
+
+
+def bound_schema(registry, schema_class):
+    """``schema_class`` bound to this service's settings, built once rather than per request."""
+    cache = registry.emailsvc_bound_schemas
+    if schema_class not in cache:
+        cache[schema_class] = schema_class().bind(**schema_bindings(registry.emailsvc))
+    return cache[schema_class]
+
+
 def json_body_validator(request, schema=None, **kwargs):
     """Check the body size, parse the JSON and validate it with the service's bound schema."""
-    limit = request.registry.emailsvc.max_body_bytes
+    limit = request.registry.emailsvc.settings["emailsvc.max_body_bytes"]
     length = request.content_length
     if length is None:
         length = len(request.body or b"")
@@ -33,5 +51,5 @@ def json_body_validator(request, schema=None, **kwargs):
     cstruct = parsed_json_body(request)
     if request.errors:
         return
-    bound = request.registry.emailsvc.bound_schema(schema)
+    bound = bound_schema(request.registry, schema)
     colander_validator(request, schema=bound, deserializer=lambda _: cstruct)

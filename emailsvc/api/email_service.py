@@ -3,14 +3,14 @@
 from cornice import Service
 from pyramid.httpexceptions import HTTPNotFound
 
+from ..jobs.dispatch import submit
+from ..logs import bind
 from . import schemas
 from .auth import SEND_PERMISSION
-from .dispatch import submit
 from .errors import error_response
 from .limits import within_limits
-from .senders import allowed_sender
-from .tasks import deliver_chunk
-from .validation import json_body_validator
+from .sender_policy import allowed_sender
+from .validators import json_body_validator
 
 email = Service(
     name="send_email",
@@ -59,8 +59,8 @@ def send_email(request):
     Answers 202 at once with the job id; delivery happens in the background.
     """
     body = request.validated["body"]
-    context = request.registry.emailsvc
-    job_id = submit(context.store, deliver_chunk, body, context.chunk_size, request.identity)
+    job_id = submit(request.registry.emailsvc, body, request.identity, request.request_id)
+    bind(job=job_id)
     status_url = request.route_url(email_status.name, task_id=job_id)
     request.response.status_code = 202
     request.response.headers["Location"] = status_url
@@ -76,7 +76,9 @@ def send_email(request):
 def get_email_status(request):
     """Report an email job's progress: counters, status, timestamps and per-recipient errors."""
     task_id = request.matchdict["task_id"]
-    store = request.registry.emailsvc.store
+    store = request.registry.emailsvc.jobs
+    if _plausible_id(task_id):
+        bind(job=task_id)
     # Another client's job answers 404 like an unknown one: ids are not for enumeration.
     doc = store.status(task_id, request.identity) if _plausible_id(task_id) else None
     if doc is None:
@@ -87,3 +89,8 @@ def get_email_status(request):
 def _plausible_id(task_id):
     # Ids are uuid4 hex; anything else cannot exist, so Redis is not asked.
     return len(task_id) == 32 and all(c in "0123456789abcdef" for c in task_id)
+
+
+def includeme(config):
+    """``POST /email`` and ``GET /email/{task_id}``."""
+    config.scan(__name__)

@@ -1,10 +1,25 @@
-"""Error responses in Cornice's format, for the errors raised outside Cornice's validators."""
+"""Error responses in Cornice's format, for the errors raised outside Cornice's validators.
+
+Every error answer of the service is JSON in that format: unknown URLs, methods a service
+does not have (405), refusals, unavailable backends and, last, any unexpected exception
+(500, with no internals in the body; the traceback goes to the log).
+"""
+
+import logging
 
 from kombu.exceptions import OperationalError
-from pyramid.httpexceptions import HTTPNotFound, HTTPServiceUnavailable, HTTPUnauthorized
+from pyramid.httpexceptions import (
+    HTTPException,
+    HTTPInternalServerError,
+    HTTPNotFound,
+    HTTPServiceUnavailable,
+    HTTPUnauthorized,
+)
 from pyramid.security import forget
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -49,3 +64,31 @@ def storage_unavailable(exc, request):
         "The job store is unavailable; nothing was recorded, try again later",
         **{"Retry-After": RETRY_AFTER_SECONDS},
     )
+
+
+@exception_view_config(HTTPException)
+def http_error(exc, request):
+    """HTTP errors raised as plain text (405, ...) answer JSON; JSON ones pass unchanged."""
+    if exc.status_code < 400 or exc.content_type == "application/json":
+        return exc
+    # The class's own title and explanation: fixed texts that echo nothing of the request.
+    description = f"{exc.title}: {exc.explanation}" if exc.explanation else exc.title
+    response = error_response(type(exc), "", "", description)
+    for name in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if name in exc.headers:
+            response.headers[name] = exc.headers[name]
+    return response
+
+
+@exception_view_config(Exception)
+def unexpected_error(exc, request):
+    """Anything unexpected: 500 in the API's format, the traceback in the log only."""
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(
+        HTTPInternalServerError, "", "", "Internal error; it was logged, try again later"
+    )
+
+
+def includeme(config):
+    """The error views of every URL of the service."""
+    config.scan(__name__)

@@ -7,10 +7,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 
-def sender_address(settings):
-    """The From address of every message, built from ``emailsvc.sender`` and ``sender_name``."""
-    username, _, domain = settings["emailsvc.sender"].rpartition("@")
-    return Address(display_name=settings["emailsvc.sender_name"], username=username, domain=domain)
+def sender_address(address, display_name=""):
+    """The From address of every message, from ``emailsvc.sender`` and ``sender_name``."""
+    username, _, domain = address.rpartition("@")
+    return Address(display_name=display_name, username=username, domain=domain)
 
 
 def build_message(sender, recipient, subject, body, now=None):

@@ -10,16 +10,6 @@ from pyramid.httpexceptions import HTTPForbidden
 from .errors import error_response
 
 
-def read_senders(settings):
-    """Return ``{client: frozenset(domains)}`` from the ``emailsvc.senders.<client>`` settings."""
-    senders = {}
-    for key, value in settings.items():
-        if key.startswith("emailsvc.senders."):
-            client = key[len("emailsvc.senders.") :]
-            senders[client] = frozenset(d.strip().lower() for d in str(value).split())
-    return senders
-
-
 def allowed_sender(request, **kwargs):
     """Cornice validator: a job's ``from`` must be in a domain its client may send from."""
     if request.errors:
@@ -28,7 +18,7 @@ def allowed_sender(request, **kwargs):
     if sender is None:
         return
     domain = sender.rpartition("@")[2].lower()
-    allowed = request.registry.emailsvc.senders.get(request.identity, frozenset())
+    allowed = request.registry.emailsvc.settings.senders_for(request.identity)
     if domain not in allowed:
         raise error_response(
             HTTPForbidden,

@@ -5,17 +5,13 @@ schema, its ``response_schemas`` and its view's docstring, so a new service or p
 shows up in ``GET /spore`` (and in ``spore.json``) without touching this module.
 """
 
-import argparse
 import inspect
 import json
 import re
-import sys
 from importlib.metadata import version
 
 import colander
 from cornice import Service
-
-from .settings import as_bool
 
 NAME = "emailsvc"
 # Cornice paths name placeholders "{name}" (optionally "{name:regex}"); SPORE writes ":name".
@@ -102,7 +98,7 @@ def describe(registry, base_url=None):
         "name": NAME,
         "version": version(NAME),
         "formats": ["json"],
-        "authentication": as_bool(registry.settings, "emailsvc.require_api_key"),
+        "authentication": registry.emailsvc.settings["emailsvc.require_api_key"],
         "methods": methods,
     }
     if base_url is not None:
@@ -123,33 +119,6 @@ def get_spore(request):
     return describe(request.registry, base_url=request.application_url)
 
 
-def describe_ini(path):
-    """Build the app an ini file configures and return its description, without base_url."""
-    from pyramid.paster import get_app
-
-    app = get_app(path)
-    try:
-        return describe(app.registry)
-    finally:
-        # The embedded default starts a Redis and a worker; stop them again.
-        embedded = getattr(app.registry, "emailsvc_embedded", None)
-        if embedded is not None:
-            embedded.stop()
-
-
-def main(argv=None):
-    """Console script ``emailsvc-spore INI [-o FILE]``: write the SPORE description."""
-    parser = argparse.ArgumentParser(
-        prog="emailsvc-spore",
-        description="Write the SPORE description of the service an ini file configures.",
-    )
-    parser.add_argument("ini", help="the ini file, e.g. production.ini")
-    parser.add_argument("-o", "--output", help="write here instead of standard output")
-    args = parser.parse_args(argv)
-    text = dumps(describe_ini(args.ini))
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+def includeme(config):
+    """``GET /spore``."""
+    config.scan(__name__)

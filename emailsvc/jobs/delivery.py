@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import format_datetime
 
-from .mailer import ConnectionLost, DeliveryError
-from .messages import build_message
-from .rendering import RenderError
+from ..logs import bind
+from ..mail.messages import build_message
+from ..mail.templates import RenderError
+from ..mail.transports import ConnectionLost, DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class Deliverer:
         happen. Recipients already recorded (a redelivered chunk) are skipped.
         """
         job = self.store.message(job_id)
+        if job is not None:
+            bind(request=job.get("request_id"))
         if job is None or job.get("status") == "cancelled":
             log.info("job %s is gone or cancelled, chunk at %d skipped", job_id, offset)
             return []

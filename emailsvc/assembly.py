@@ -1,0 +1,102 @@
+"""The composition root: everything a process needs, built from the typed settings.
+
+The web process keeps its ``Assembly`` in Pyramid's registry (``registry.emailsvc``); a
+worker builds the same from the same ini through ``celery -A emailsvc.worker worker
+--ini FILE``. Nothing here is global: two assemblies in one process, with different key
+prefixes, share no queue, job or connection pool.
+"""
+
+import logging
+from dataclasses import dataclass
+from email.headerregistry import Address
+
+import redis
+from celery import Celery
+
+from .api.auth import KeyRing
+from .api.limits import RateLimiter
+from .jobs.delivery import Deliverer
+from .jobs.records import JobStore
+from .jobs.tasks import configure_celery, new_celery_app
+from .mail.messages import sender_address
+from .mail.templates import Templates
+from .mail.transports import transport_from_settings
+from .settings import Settings, load
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Assembly:
+    """The service's parts, wired once per process."""
+
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    templates: Templates
+    transport: object
+    sender: Address
+    keyring: KeyRing
+    limiter: RateLimiter
+    deliverer: Deliverer
+    celery: Celery
+
+    def close(self):
+        """Release the connections (Redis, the broker pool)."""
+        self.celery.close()
+        self.redis.close()
+
+
+def connect_redis(settings):
+    """A Redis client for ``emailsvc.redis_url`` with bounded timeouts."""
+    timeout = settings["emailsvc.redis_timeout_seconds"]
+    # Without timeouts a Redis that stopped answering would hang the request thread
+    # instead of giving the client a 503.
+    return redis.Redis.from_url(
+        settings["emailsvc.redis_url"],
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        health_check_interval=30,
+    )
+
+
+def assemble(settings, celery_app=None):
+    """Build the parts of the service from typed ``settings``.
+
+    ``celery_app`` is an unconfigured Celery app to configure (the worker's, which Celery's
+    command line must find at import); by default a new one is made.
+    """
+    client = connect_redis(settings)
+    prefix = settings["emailsvc.redis_prefix"]
+    jobs = JobStore(client, prefix, settings["emailsvc.job_ttl_seconds"])
+    templates = Templates(settings["emailsvc.template_dir"])
+    transport = transport_from_settings(settings)
+    sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
+    assembly = Assembly(
+        settings=settings,
+        redis=client,
+        jobs=jobs,
+        templates=templates,
+        transport=transport,
+        sender=sender,
+        keyring=KeyRing(settings["emailsvc.api_keys"]),
+        limiter=RateLimiter(client, prefix, settings.limits_for),
+        deliverer=Deliverer(jobs, templates, transport, sender),
+        celery=celery_app if celery_app is not None else new_celery_app(),
+    )
+    configure_celery(assembly.celery, settings, assembly)
+    return assembly
+
+
+def includeme(config):
+    """Type the ini's settings, start the embedded services if asked, keep the Assembly."""
+    settings = load(config.registry.settings)
+    embedded = None
+    if not settings["emailsvc.redis_url"]:
+        from .embedded import EmbeddedServices
+
+        embedded = EmbeddedServices(settings, getattr(config.registry, "ini_file", None))
+        settings = embedded.start()
+    config.registry.emailsvc_embedded = embedded
+    config.registry.emailsvc = assemble(settings)

@@ -1,0 +1,1 @@
+"""The console scripts: emailsvc-client, -keygen, -spore and -settings."""
