@@ -20,6 +20,8 @@ requires = [
 
 tests_require = [
     "pytest>=8.0",
+    "pytest-cov>=7.0",
+    "coverage>=7.10",
     "webtest>=3.0",
     "aiosmtpd>=1.4.6",
     "ruff>=0.6",

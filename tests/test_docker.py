@@ -44,7 +44,8 @@ def test_only_nginx_is_trusted_for_forwarded_headers():
 
 
 def test_nginx_body_limit_matches_the_app_and_posts_are_never_retried():
-    conf = open(NGINX_TEMPLATE, encoding="utf-8").read()
+    with open(NGINX_TEMPLATE, encoding="utf-8") as handle:
+        conf = handle.read()
     limit = int(from_ini(f"{ROOT}/production.ini")["emailsvc.max_body_bytes"])
     megabytes = int(re.search(r"client_max_body_size (\d+)m;", conf)[1])
     assert megabytes * 1024 * 1024 == limit

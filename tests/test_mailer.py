@@ -1,6 +1,12 @@
 """Transports against a real SMTP server (aiosmtpd) and a real folder."""
 
+import smtplib
+import ssl
+import subprocess
+
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from emailsvc.mail.messages import build_message, sender_address
 from emailsvc.mail.transports import (
@@ -11,7 +17,7 @@ from emailsvc.mail.transports import (
     transport_from_settings,
 )
 from emailsvc.settings import SettingsError, load
-from tests.servers import free_port
+from tests.servers import RecordingHandler, free_port
 
 SENDER = sender_address("noreply@example.com")
 
@@ -72,3 +78,74 @@ def test_outbox_writes_one_eml_file_per_message(tmp_path):
 def test_an_unknown_transport_is_a_configuration_error():
     with pytest.raises(SettingsError, match="one of smtp, outbox"):
         transport_from_settings(load({"emailsvc.mail.transport": "pigeon"}, {}))
+
+
+@pytest.fixture
+def tls_relay(tmp_path, monkeypatch):
+    """An aiosmtpd relay offering STARTTLS (a certificate for 127.0.0.1) and requiring AUTH."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    # The client trusts this certificate as it would a public one: through the default paths.
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    logins = []
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password, session.ssl is not None))
+        return AuthResult(success=True)
+
+    port = free_port()
+    controller = Controller(
+        RecordingHandler(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        authenticator=authenticate,
+        auth_required=True,
+    )
+    controller.start()
+    yield port, logins
+    controller.stop()
+
+
+def relay_transport(port, **overrides):
+    values = {
+        "emailsvc.smtp.host": "127.0.0.1",
+        "emailsvc.smtp.port": str(port),
+        "emailsvc.smtp.starttls": "true",
+        "emailsvc.smtp.username": "relay-user",
+        "emailsvc.smtp.password": "relay-password",
+        **overrides,
+    }
+    return SMTPTransport(load(values, {}))
+
+
+def test_the_check_connects_as_delivery_does_with_starttls_and_login(tls_relay):
+    port, logins = tls_relay
+    relay_transport(port).check(timeout=5)
+    # Logged in over TLS, with the configured credentials, exactly as a delivery session.
+    assert logins == [(b"relay-user", b"relay-password", True)]
+    with relay_transport(port).session() as session:
+        session.send(message("a@example.org"), "noreply@example.com", "a@example.org")
+    assert len(logins) == 2
+
+
+def test_the_check_fails_where_delivery_would_fail_without_tls(tls_relay):
+    port, logins = tls_relay
+    # Without STARTTLS this relay offers no AUTH: the check fails as delivery would.
+    with pytest.raises(smtplib.SMTPNotSupportedError):
+        relay_transport(port, **{"emailsvc.smtp.starttls": "false"}).check(timeout=5)
+    assert logins == []
+
+
+def test_the_outbox_check_writes_nothing_it_leaves_behind(tmp_path):
+    OutboxTransport(load({"emailsvc.outbox_dir": str(tmp_path / "out")}, {})).check(timeout=1)
+    assert list((tmp_path / "out").iterdir()) == []

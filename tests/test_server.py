@@ -70,5 +70,6 @@ def test_forwarded_headers_count_only_from_the_trusted_proxy(trusted, expected):
         }
         connection.request("GET", "/", headers=headers)
         assert connection.getresponse().read().decode() == expected.format(port=port)
+        connection.close()
     finally:
         server.shutdown()

@@ -64,7 +64,8 @@ class SMTPTransport:
             if self.username:
                 smtp.login(self.username, self.password)
         except BaseException:
-            smtp.close()
+            # Say goodbye even so: relays count connections dropped without QUIT.
+            _quit(smtp)
             raise
         return smtp
 
