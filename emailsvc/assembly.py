@@ -16,8 +16,10 @@ from celery import Celery
 from .api.auth import KeyRing
 from .api.limits import RateLimiter
 from .jobs.delivery import Deliverer
+from .jobs.dispatch import Revoker
 from .jobs.records import JobStore
 from .jobs.tasks import configure_celery, new_celery_app
+from .jobs.watchdog import PeriodicStep
 from .mail.messages import sender_address
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
@@ -39,10 +41,12 @@ class Assembly:
     keyring: KeyRing
     limiter: RateLimiter
     deliverer: Deliverer
+    revoker: Revoker
     celery: Celery
 
     def close(self):
-        """Release the connections (Redis, the broker pool)."""
+        """Release the connections (Redis, the broker pool) and stop the revoker."""
+        self.revoker.stop()
         self.celery.close()
         self.redis.close()
 
@@ -82,10 +86,15 @@ def assemble(settings, celery_app=None):
         sender=sender,
         keyring=KeyRing(settings["emailsvc.api_keys"]),
         limiter=RateLimiter(client, prefix, settings.limits_for),
-        deliverer=Deliverer(jobs, templates, transport, sender),
+        deliverer=Deliverer(
+            jobs, templates, transport, sender, settings["emailsvc.lease_seconds"]
+        ),
+        revoker=Revoker(jobs),
         celery=celery_app if celery_app is not None else new_celery_app(),
     )
     configure_celery(assembly.celery, settings, assembly)
+    # Workers run the periodic step (due retries, the watchdog); web processes never start it.
+    assembly.celery.steps["worker"].add(PeriodicStep)
     return assembly
 
 

@@ -69,6 +69,17 @@ def seconds(value):
     return number
 
 
+def factor(value):
+    """A number of at least 1 (a multiplier)."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not 1 <= number < float("inf"):
+        raise ValueError("must be at least 1")
+    return number
+
+
 def choice(*options):
     """One of ``options``."""
 
@@ -182,9 +193,41 @@ SETTINGS = (
         "Redis redelivers a task not acknowledged after this long; must stay far above "
         "the time one chunk takes",
     ),
-    _s("retry.max_retries", integer(0), "5", "retries of a chunk's transient failures"),
-    _s("retry.backoff_seconds", integer(1), "10", "first delay between retries"),
-    _s("retry.backoff_max_seconds", integer(1), "600", "longest delay between retries"),
+    _s(
+        "delivery_lifetime_seconds",
+        seconds,
+        "86400",
+        "how long transient failures are retried; then the remaining recipients fail "
+        "with the last error",
+    ),
+    _s("retry.initial_delay_seconds", seconds, "30", "wait before the first retry"),
+    _s("retry.backoff_factor", factor, "2", "each wait is this many times the one before"),
+    _s("retry.max_delay_seconds", seconds, "1800", "longest wait between two attempts"),
+    _s(
+        "lease_seconds",
+        integer(2),
+        "6",
+        "a chunk's lease in Redis, renewed while a worker delivers it: a killed worker's "
+        "chunk is taken up again at most this long after",
+    ),
+    _s(
+        "scheduler.interval_seconds",
+        seconds,
+        "1",
+        "how often workers publish the retries that are due",
+    ),
+    _s(
+        "watchdog.interval_seconds",
+        seconds,
+        "5",
+        "how often workers look for lost work",
+    ),
+    _s(
+        "watchdog.stall_seconds",
+        seconds,
+        "30",
+        "a job without progress for this long is looked at, and its lost chunks re-enqueued",
+    ),
     _s(
         "heartbeat.timeout_seconds",
         seconds,

@@ -71,9 +71,9 @@ def settings(redis_url, redis_prefix, smtp_server, tmp_path):
         "emailsvc.sender": "noreply@example.com",
         "emailsvc.sender_name": "Équipe emailsvc",
         "emailsvc.chunk_size": "50",
-        "emailsvc.retry.backoff_seconds": "1",
-        "emailsvc.retry.backoff_max_seconds": "2",
-        "emailsvc.retry.max_retries": "2",
+        "emailsvc.retry.initial_delay_seconds": "1",
+        "emailsvc.retry.max_delay_seconds": "2",
+        "emailsvc.delivery_lifetime_seconds": "6",
     }
 
 

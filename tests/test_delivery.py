@@ -1,5 +1,8 @@
 """One chunk through Deliverer: real Redis, real SMTP server, no broker."""
 
+import threading
+import time
+
 import pytest
 import redis
 
@@ -32,69 +35,119 @@ def recipients(*emails):
     return [{"email": e, "name": "", "vars": {}} for e in emails]
 
 
+def create(store, chunk, message=MESSAGE, chunk_size=100):
+    """A job of these recipients; its id."""
+    job = new_id()
+    store.create(job, chunk, message, chunk_size, time.time() + 3600, time.time() + 30)
+    return job
+
+
 def test_a_redelivered_chunk_skips_recipients_already_recorded(make_deliverer, smtp_server):
     deliverer = make_deliverer(smtp_server.port)
-    job = new_id()
-    deliverer.store.create(job, 3, MESSAGE)
+    job = create(deliverer.store, recipients("a@example.org", "b@example.org", "c@example.org"))
     deliverer.store.record_sent(job, 0)
-    chunk = recipients("a@example.org", "b@example.org", "c@example.org")
-    assert deliverer.deliver_chunk(job, 0, chunk) == []
+    assert deliverer.deliver_chunk(job, 0, 3).sent == 2
     assert [r for _, rcpts, _ in smtp_server.messages for r in rcpts] == [
         "b@example.org",
         "c@example.org",
     ]
-    assert deliverer.deliver_chunk(job, 0, chunk) == []  # a third run sends nothing more
+    again = deliverer.deliver_chunk(job, 0, 3)  # a third run sends nothing more
+    assert (again.sent, again.failed, again.transient, again.gone) == (0, 0, [], True)
     assert len(smtp_server.messages) == 2
     assert deliverer.store.status(job, "acme")["status"] == "sent"
 
 
 def test_offsets_place_a_chunk_inside_the_job(make_deliverer, smtp_server):
     deliverer = make_deliverer(smtp_server.port)
-    job = new_id()
-    deliverer.store.create(job, 4, MESSAGE)
-    deliverer.deliver_chunk(job, 2, recipients("c@example.org", "reject@example.org"))
+    emails = ("a@example.org", "b@example.org", "c@example.org", "reject@example.org")
+    job = create(deliverer.store, recipients(*emails), chunk_size=2)
+    deliverer.deliver_chunk(job, 2, 2)
     doc = deliverer.store.status(job, "acme")
     assert (doc["sent"], doc["failed"], doc["pending"]) == (1, 1, 2)
     assert deliverer.store.done_indexes(job, [0, 1, 2, 3]) == {2, 3}
+    assert sorted(deliverer.store.chunk_states(job)[0]) == [0]  # chunk 2 is done
+
+
+def test_every_attempt_at_a_recipient_carries_the_same_message_id(make_deliverer, smtp_server):
+    deliverer = make_deliverer(smtp_server.port)
+    job = create(deliverer.store, recipients("a@example.org", "b@example.org"))
+    deliverer.deliver_chunk(job, 0, 2)
+    ids = [msg["Message-ID"] for _, _, msg in smtp_server.messages]
+    # Derived from the job and the recipient only: a copy sent again carries the same.
+    assert ids == [f"<{job}.0@localhost>", f"<{job}.1@localhost>"]
 
 
 def test_transient_refusals_are_returned_for_retry_and_not_recorded(make_deliverer, smtp_server):
     deliverer = make_deliverer(smtp_server.port)
-    job = new_id()
-    deliverer.store.create(job, 2, MESSAGE)
-    transient = deliverer.deliver_chunk(job, 0, recipients("busy@example.org", "ok@example.org"))
+    job = create(deliverer.store, recipients("busy@example.org", "ok@example.org"))
+    result = deliverer.deliver_chunk(job, 0, 2)
+    transient = result.transient
     assert [(i, r["email"], e.code) for i, r, e in transient] == [(0, "busy@example.org", 451)]
     assert deliverer.store.status(job, "acme")["pending"] == 1
-    deliverer.fail_for_good(job, transient)
+    assert deliverer.store.chunk_states(job)[0][0][0] == "s"  # the chunk keeps its work
+    deliverer.fail_for_good(job, transient, "delivery lifetime ended")
     doc = deliverer.store.status(job, "acme")
     assert doc["status"] == "partially_failed"
-    assert doc["errors"][0]["code"] == 451 and "gave up" in doc["errors"][0]["message"]
+    assert doc["errors"][0]["code"] == 451
+    assert doc["errors"][0]["message"].startswith("delivery lifetime ended; last error: ")
 
 
 def test_an_unreachable_relay_leaves_the_whole_chunk_for_retry(make_deliverer):
     deliverer = make_deliverer(free_port())
-    job = new_id()
-    deliverer.store.create(job, 2, MESSAGE)
-    transient = deliverer.deliver_chunk(job, 0, recipients("a@example.org", "b@example.org"))
-    assert [i for i, _, _ in transient] == [0, 1]
+    job = create(deliverer.store, recipients("a@example.org", "b@example.org"))
+    result = deliverer.deliver_chunk(job, 0, 2)
+    assert [i for i, _, _ in result.transient] == [0, 1]
     assert deliverer.store.status(job, "acme")["status"] == "queued"
 
 
 def test_a_chunk_of_a_job_that_is_gone_sends_nothing(make_deliverer, smtp_server):
     deliverer = make_deliverer(smtp_server.port)
-    assert deliverer.deliver_chunk(new_id(), 0, recipients("a@example.org")) == []
+    assert deliverer.deliver_chunk(new_id(), 0, 1).gone
     assert smtp_server.messages == []
+
+
+def test_a_chunk_another_worker_holds_is_left_to_it(make_deliverer, smtp_server):
+    deliverer = make_deliverer(smtp_server.port)
+    job = create(deliverer.store, recipients("a@example.org"))
+    assert deliverer.store.acquire_lease(job, 0, "another-worker", 30) == 0
+    result = deliverer.deliver_chunk(job, 0, 1)
+    assert 0 < result.busy_for <= 30 and result.sent == 0
+    assert smtp_server.messages == []
+
+
+def test_a_chunk_stops_before_its_next_message_when_its_lease_is_lost(
+    make_deliverer, smtp_server, redis_client
+):
+    deliverer = make_deliverer(smtp_server.port)
+    deliverer.lease_seconds = 3  # renewed every second
+    emails = [f"slow{i}@example.org" for i in range(20)]  # 0.2 s each at the relay
+    job = create(deliverer.store, recipients(*emails))
+    lease = deliverer.store.lease_key(job, 0)
+
+    def steal():
+        # Another worker takes over (as after a long pause of this one).
+        while not redis_client.exists(lease):
+            time.sleep(0.01)
+        time.sleep(0.3)
+        redis_client.set(lease, "another-worker", ex=30)
+
+    thief = threading.Thread(target=steal)
+    thief.start()
+    result = deliverer.deliver_chunk(job, 0, 20)
+    thief.join()
+    assert result.interrupted and 0 < result.sent < 20
+    assert len(smtp_server.messages) == result.sent
+    assert redis_client.get(lease) == "another-worker"  # not released by the old holder
 
 
 def test_a_template_error_fails_that_recipient_only(make_deliverer, smtp_server, tmp_path):
     (tmp_path / "order.txt").write_text("Order ${order}")
     deliverer = make_deliverer(smtp_server.port)
     deliverer.templates = Templates(str(tmp_path))
-    job = new_id()
-    deliverer.store.create(job, 2, dict(MESSAGE, template="order"))
     chunk = recipients("a@example.org", "b@example.org")
     chunk[1]["vars"] = {"order": "42"}
-    deliverer.deliver_chunk(job, 0, chunk)
+    job = create(deliverer.store, chunk, dict(MESSAGE, template="order"))
+    deliverer.deliver_chunk(job, 0, 2)
     doc = deliverer.store.status(job, "acme")
     assert (doc["sent"], doc["failed"]) == (1, 1)
     assert (

@@ -1,6 +1,9 @@
 """Job records against the real Redis."""
 
+import time
+
 import pytest
+import redis
 
 from emailsvc.jobs.records import JobStore, new_id
 
@@ -9,9 +12,18 @@ MESSAGE = {"subject": "S", "content": "C", "template": "default", "client": "acm
 
 @pytest.fixture
 def store(redis_url, redis_prefix):
-    import redis
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield JobStore(client, redis_prefix, 60)
+    client.close()
 
-    return JobStore(redis.Redis.from_url(redis_url, decode_responses=True), redis_prefix, 60)
+
+def create(store, total, chunk_size=100, deadline=None):
+    """A new job of ``total`` recipients; its id."""
+    job = new_id()
+    recipients = [{"email": f"r{i}@example.org", "name": "", "vars": {}} for i in range(total)]
+    deadline = time.time() + 3600 if deadline is None else deadline
+    store.create(job, recipients, MESSAGE, chunk_size, deadline, time.time() + 30)
+    return job
 
 
 def counters(doc):
@@ -23,8 +35,7 @@ def test_an_unknown_id_has_no_status(store):
 
 
 def test_outcomes_move_counters_and_status_to_partially_failed(store):
-    job = new_id()
-    store.create(job, 3, MESSAGE)
+    job = create(store, 3)
     assert counters(store.status(job, "acme")) == ("queued", 0, 0, 3)
     store.record_sent(job, 0)
     assert counters(store.status(job, "acme")) == ("sending", 1, 0, 2)
@@ -39,8 +50,7 @@ def test_outcomes_move_counters_and_status_to_partially_failed(store):
 
 
 def test_a_recipient_is_counted_once_however_often_it_is_recorded(store):
-    job = new_id()
-    store.create(job, 2, MESSAGE)
+    job = create(store, 2)
     assert store.record_sent(job, 0) == 1
     assert store.record_sent(job, 0) == 0
     assert store.record_failed(job, 0, "a@example.org", 550, "late") == 0
@@ -50,8 +60,7 @@ def test_a_recipient_is_counted_once_however_often_it_is_recorded(store):
 
 @pytest.mark.parametrize("outcomes, final", [(["sent"] * 2, "sent"), (["failed"] * 2, "failed")])
 def test_final_status_follows_the_outcomes(store, outcomes, final):
-    job = new_id()
-    store.create(job, 2, MESSAGE)
+    job = create(store, 2)
     for index, outcome in enumerate(outcomes):
         if outcome == "sent":
             store.record_sent(job, index)
@@ -60,27 +69,105 @@ def test_final_status_follows_the_outcomes(store, outcomes, final):
     assert store.status(job, "acme")["status"] == final
 
 
-def test_retrying_never_overrides_a_final_status(store):
-    job = new_id()
-    store.create(job, 1, MESSAGE)
-    store.mark_retrying(job)
-    assert store.status(job, "acme")["status"] == "retrying"
+def test_a_chunk_reads_its_slice_and_only_what_has_no_outcome(store):
+    job = create(store, 5, chunk_size=2)
+    store.record_sent(job, 3)
+    fields, todo = store.chunk(job, 2, 2)
+    assert fields["subject"] == "S" and int(fields["chunk_size"]) == 2
+    assert todo == [(2, {"email": "r2@example.org", "name": "", "vars": {}})]
+    assert [index for index, _ in store.chunk(job, 4, 2)[1]] == [4]
+    assert store.chunk(new_id(), 0, 2) == (None, [])
+
+
+def test_chunks_start_queued_one_per_chunk_size(store):
+    job = create(store, 5, chunk_size=2)
+    states, leased = store.chunk_states(job)
+    assert sorted(states) == [0, 2, 4] and {s[0] for s in states.values()} == {"q"}
+    assert leased == set()
+
+
+def test_a_retrying_job_says_why_and_when_and_never_overrides_a_final_status(store):
+    job = create(store, 2, chunk_size=1)
+    due = time.time() + 60
+    error = {"code": 421, "message": "Service not available"}
+    store.schedule_retry(job, 0, 1, 1, due, error, due + 30)
+    doc = store.status(job, "acme")
+    assert doc["status"] == "retrying" and doc["last_error"] == error
+    assert doc["next_attempt_at"].endswith("Z")
+    assert store.chunk_states(job)[0][0][0] == "r"
     store.record_sent(job, 0)
-    store.mark_retrying(job)
-    assert store.status(job, "acme")["status"] == "sent"
+    store.record_sent(job, 1)
+    store.schedule_retry(job, 0, 1, 2, due, error, due + 30)
+    doc = store.status(job, "acme")
+    assert doc["status"] == "sent" and "last_error" not in doc
+
+
+def test_due_retries_are_taken_once_whoever_asks(store):
+    job = create(store, 3, chunk_size=1)
+    now = time.time()
+    for offset in range(3):
+        store.schedule_retry(job, offset, 1, 1, now - 1, {"code": 421, "message": "x"}, now)
+    store.schedule_retry(job, 2, 1, 2, now + 60, {"code": 421, "message": "x"}, now)
+    first = store.pop_due_retries(now, limit=2)
+    second = store.pop_due_retries(now, limit=10)
+    assert len(first) == 2 and len(second) == 1
+    assert sorted(first + second) == [(job, 0, 1, 1), (job, 1, 1, 1), (job, 2, 1, 1)]
+    assert store.pop_due_retries(now) == []
+    assert store.scheduled_retry(job, 2, 1, 2)
+
+
+def test_a_job_to_watch_is_claimed_by_one_caller_at_a_time(store):
+    job = create(store, 1)
+    later = time.time() + 31
+    assert store.claim_jobs_to_watch(later, 10, recheck_after=30) == [job]
+    assert store.claim_jobs_to_watch(later, 10, recheck_after=30) == []
+    assert store.claim_jobs_to_watch(later + 30, 10, recheck_after=30) == [job]
+
+
+def test_a_lease_is_held_by_one_token_and_renewed_or_released_only_by_it(store):
+    job = create(store, 2, chunk_size=1)
+    assert store.acquire_lease(job, 0, "mine", 10) == 0
+    assert 0 < store.acquire_lease(job, 0, "theirs", 10) <= 10
+    assert store.chunk_states(job)[0][0][0] == "s"
+    assert store.chunk_states(job)[1] == {0}
+    assert not store.renew_lease(job, 0, "theirs", 10)
+    assert store.renew_lease(job, 0, "mine", 10)
+    store.release_lease(job, 0, "theirs")
+    assert store.chunk_states(job)[1] == {0}
+    store.release_lease(job, 0, "mine")
+    assert store.acquire_lease(job, 0, "theirs", 10) == 0
+    assert store.acquire_lease(new_id(), 0, "mine", 10) == -1
+
+
+def test_a_revoked_job_is_gone_unless_delivery_had_begun(store, redis_client):
+    job = create(store, 2)
+    assert store.revoke(job) and store.status(job, "acme") is None
+    assert list(redis_client.scan_iter(match=f"{store.prefix}job:{job}*")) == []
+    assert redis_client.zscore(store.watch_key, job) is None
+    assert store.revoke(new_id())
+    begun = create(store, 2)
+    store.record_sent(begun, 0)
+    assert not store.revoke(begun) and store.status(begun, "acme")["sent"] == 1
 
 
 def test_outcomes_for_a_deleted_job_are_ignored(store):
-    job = new_id()
-    store.create(job, 1, MESSAGE)
+    job = create(store, 1)
     store.delete(job)
     assert store.record_sent(job, 0) == -1
     assert store.status(job, "acme") is None
 
 
+def test_a_final_job_leaves_the_watch_list(store, redis_client):
+    job = create(store, 1)
+    assert redis_client.zscore(store.watch_key, job) is not None
+    store.record_sent(job, 0)
+    assert redis_client.zscore(store.watch_key, job) is None
+
+
 def test_records_expire(store, redis_client):
-    job = new_id()
-    store.create(job, 1, MESSAGE)
+    job = create(store, 1)
     store.record_failed(job, 0, "a@example.org", 550, "no")
-    for key in redis_client.scan_iter(match=f"{store.prefix}job:{job}*"):
+    keys = list(redis_client.scan_iter(match=f"{store.prefix}job:{job}*"))
+    assert len(keys) >= 4
+    for key in keys:
         assert 0 < redis_client.ttl(key) <= 60

@@ -37,7 +37,8 @@ def post(app, recipients=1, key=SHOP_KEY, status=202):
 
 
 def job_count(redis_client, prefix):
-    return len(list(redis_client.scan_iter(match=prefix + "job:*")))
+    # One hash per job, "job:<32 hex>"; its other keys ("job:<id>:recipients", ...) follow it.
+    return len(list(redis_client.scan_iter(match=prefix + "job:" + "?" * 32)))
 
 
 def test_requests_over_the_minute_limit_get_429_and_record_nothing(

@@ -1,49 +1,130 @@
-"""Delivering one chunk of a job: render, build, send and record each recipient."""
+"""Delivering one chunk of a job: under its lease, render, build, send and record each recipient.
+
+A chunk is delivered by one worker at a time: the worker takes the chunk's lease in Redis
+and a thread renews it while the chunk runs. A worker that dies stops renewing, the lease
+lapses within ``emailsvc.lease_seconds``, and the chunk can be taken again (by the
+broker's redelivery or the watchdog). Recipients that already have an outcome are
+skipped, so a chunk delivered again sends only what was not recorded.
+"""
 
 import logging
+import threading
 import time
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.utils import format_datetime
 
+from redis.exceptions import RedisError
+
 from ..logs import bind
-from ..mail.messages import build_message
+from ..mail.messages import build_message, message_id
 from ..mail.templates import RenderError
 from ..mail.transports import ConnectionLost, DeliveryError
+from .records import FINAL_STATUSES
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChunkResult:
+    """What one delivery of a chunk did, for the task to decide what comes next."""
+
+    sent: int = 0
+    failed: int = 0
+    #: ``(index, recipient, DeliveryError)`` of the recipients that failed transiently.
+    transient: list = field(default_factory=list)
+    #: Seconds another worker still holds the chunk's lease (it is being delivered).
+    busy_for: int = 0
+    #: The job is gone, cancelled or final: nothing to do.
+    gone: bool = False
+    #: The lease was lost mid-chunk; whoever holds it now (or the watchdog) goes on.
+    interrupted: bool = False
+    #: The job's record, when it was read (deadline, request id, ...).
+    job: dict | None = None
+
+
+class LeaseKeeper:
+    """Renews a chunk's lease from a thread while the chunk is delivered; gives it back after.
+
+    ``lost`` is set when the lease could not be renewed (it lapsed, was taken, or Redis
+    did not answer): the delivery must then stop before its next message.
+    """
+
+    def __init__(self, store, job_id, offset, token, seconds):
+        self.store = store
+        self.args = (job_id, offset, token)
+        self.seconds = seconds
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def _renew(self):
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                if not self.store.renew_lease(*self.args, self.seconds):
+                    self.lost.set()
+                    return
+            except RedisError:
+                self.lost.set()
+                return
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.store.release_lease(*self.args)
+        except RedisError:
+            # The lease lapses by itself within its TTL.
+            log.debug("lease of chunk at %s not released: Redis did not answer", self.args[1])
 
 
 class Deliverer:
     """Everything a worker process needs to deliver chunks, built once per process."""
 
-    def __init__(self, store, templates, transport, sender):
+    def __init__(self, store, templates, transport, sender, lease_seconds=6):
         self.store = store
         self.templates = templates
         self.transport = transport
         self.sender = sender
+        self.lease_seconds = lease_seconds
 
-    def deliver_chunk(self, job_id, offset, recipients):
-        """Deliver the recipients of a chunk that have no outcome yet.
+    def deliver_chunk(self, job_id, offset, count):
+        """Deliver the recipients ``offset .. offset+count-1`` that have no outcome yet.
 
-        Returns the recipients that failed transiently, as ``(index, recipient, error)``,
-        for the caller to retry; permanent failures and successes are recorded as they
-        happen. Recipients already recorded (a redelivered chunk) are skipped.
+        Successes and permanent failures are recorded as they happen; the transient
+        failures are returned in the ``ChunkResult`` for the caller to schedule a retry.
+        Redis errors propagate: nothing more can be recorded, and the chunk is resumed
+        from its outcomes when Redis answers again.
         """
-        job = self.store.message(job_id)
-        if job is not None:
+        token = uuid.uuid4().hex
+        held = self.store.acquire_lease(job_id, offset, token, self.lease_seconds)
+        if held < 0:
+            return ChunkResult(gone=True)
+        if held > 0:
+            return ChunkResult(busy_for=held)
+        with LeaseKeeper(self.store, job_id, offset, token, self.lease_seconds) as lease:
+            job, todo = self.store.chunk(job_id, offset, count)
+            if job is None or job.get("status") in FINAL_STATUSES:
+                log.info("job %s is gone or final, chunk at %d skipped", job_id, offset)
+                return ChunkResult(gone=True, job=job)
             bind(request=job.get("request_id"))
-        if job is None or job.get("status") == "cancelled":
-            log.info("job %s is gone or cancelled, chunk at %d skipped", job_id, offset)
-            return []
-        indexes = list(range(offset, offset + len(recipients)))
-        done = self.store.done_indexes(job_id, indexes)
-        todo = [(i, r) for i, r in zip(indexes, recipients, strict=True) if i not in done]
+            result = self._deliver(job_id, offset, job, todo, lease)
+            result.job = job
+        if not result.transient and not result.interrupted:
+            self.store.finish_chunk(job_id, offset)
+        return result
+
+    def _deliver(self, job_id, offset, job, todo, lease):
+        result = ChunkResult()
         if not todo:
-            return []
+            return result
         started = time.monotonic()
-        sent = failed = 0
-        transient = []
         date = datetime.now(UTC)
         sender = self._sender(job)
         # What every recipient's template shares, worked out once per chunk, not per message.
@@ -56,43 +137,47 @@ class Deliverer:
         try:
             with self.transport.session() as session:
                 for position, (index, recipient) in enumerate(todo):
+                    if lease.lost.is_set():
+                        result.interrupted = True
+                        break
+                    msgid = message_id(job_id, index, sender.domain)
                     try:
-                        self._send_one(session, job, recipient, sender, shared, date)
+                        self._send_one(session, job, recipient, sender, shared, date, msgid)
                     except ConnectionLost as exc:
                         error = DeliveryError(None, str(exc), permanent=False)
-                        transient.extend((i, r, error) for i, r in todo[position:])
+                        result.transient.extend((i, r, error) for i, r in todo[position:])
                         break
                     except DeliveryError as exc:
                         if not exc.permanent:
-                            transient.append((index, recipient, exc))
+                            result.transient.append((index, recipient, exc))
                             continue
                         self.store.record_failed(
                             job_id, index, recipient["email"], exc.code, exc.message
                         )
-                        failed += 1
+                        result.failed += 1
                     else:
                         self.store.record_sent(job_id, index)
-                        sent += 1
+                        result.sent += 1
         except ConnectionLost as exc:
             error = DeliveryError(None, str(exc), permanent=False)
-            transient = [(i, r, error) for i, r in todo]
+            result.transient = [(i, r, error) for i, r in todo]
         log.info(
             "job %s chunk at %d: sent %d, failed %d, to retry %d, %.2f s",
             job_id,
             offset,
-            sent,
-            failed,
-            len(transient),
+            result.sent,
+            result.failed,
+            len(result.transient),
             time.monotonic() - started,
         )
-        return transient
+        return result
 
-    def _send_one(self, session, job, recipient, sender, shared, date):
+    def _send_one(self, session, job, recipient, sender, shared, date, msgid):
         variables = {**(recipient.get("vars") or {}), **shared}
         variables.update(to=recipient["email"], name=recipient.get("name") or "")
         try:
             body = self.templates.render(job["template"], variables)
-            msg = build_message(sender, recipient, job["subject"], body, now=date)
+            msg = build_message(sender, recipient, job["subject"], body, now=date, msgid=msgid)
         except RenderError as exc:
             raise DeliveryError(None, str(exc), permanent=True) from exc
         except (ValueError, TypeError, KeyError) as exc:
@@ -109,8 +194,8 @@ class Deliverer:
             return Address(addr_spec=job["sender"])
         return self.sender
 
-    def fail_for_good(self, job_id, failures):
-        """Record transient failures as final once retries are exhausted."""
+    def fail_for_good(self, job_id, failures, reason):
+        """Record failures as final: ``reason`` says why, the last error follows it."""
         for index, recipient, error in failures:
-            message = f"gave up after retries: {error.message}"
+            message = f"{reason}; last error: {error.message}"
             self.store.record_failed(job_id, index, recipient["email"], error.code, message)

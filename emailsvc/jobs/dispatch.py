@@ -1,28 +1,37 @@
-"""Recording a job and enqueuing its chunks, all or nothing."""
+"""Accepting a job: record it in one transaction, then ask a worker to start it.
+
+The transaction (``JobStore.create``) is the commit point: once it succeeded the job will
+be delivered (the start message is only a nudge; the watchdog starts a job whose nudge
+was lost), and when it failed nothing was recorded. When Redis fails in a way that
+leaves the outcome unknown, the job is looked up again; if Redis stays unreachable the
+client is told 503 and the job is revoked as soon as Redis answers (``Revoker``), before
+any worker could start it.
+"""
 
 import logging
+import threading
+import time
+
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from .records import new_id
-from .tasks import publish_chunk
+from .tasks import publish_start
 
 log = logging.getLogger(__name__)
 
-
-def chunks(recipients, size):
-    """Yield ``(offset, recipients)`` slices of at most ``size`` recipients."""
-    for offset in range(0, len(recipients), size):
-        yield offset, recipients[offset : offset + size]
+# How long a POST keeps asking whether its job was recorded after a Redis error.
+CONFIRM_SECONDS = 2.0
+CONFIRM_INTERVAL = 0.25
 
 
 def submit(assembly, body, client, request_id=None):
-    """Record ``client``'s job for ``body`` and enqueue its chunks; return the job's id.
+    """Record ``client``'s job for ``body`` and have it started; return the job's id.
 
-    If anything fails on the way the job record is removed before the error propagates,
-    so a client that gets an error never finds a half-written job. Chunks already
-    published for it then find no job and do nothing.
+    Raises the Redis error when the job was not recorded: then nothing will be sent.
     """
     job_id = new_id()
-    recipients = body["recipients"]
+    settings = assembly.settings
     message = {
         "subject": body["subject"],
         "content": body["content"],
@@ -33,16 +42,82 @@ def submit(assembly, body, client, request_id=None):
         # Lets the worker's log lines for this job name the request that created it.
         "request_id": request_id or "",
     }
-    store = assembly.jobs
-    store.create(job_id, len(recipients), message)
+    now = time.time()
+    deadline = now + settings["emailsvc.delivery_lifetime_seconds"]
+    first_look = now + settings["emailsvc.watchdog.stall_seconds"]
+    chunk_size = settings["emailsvc.chunk_size"]
     try:
-        for offset, chunk in chunks(recipients, assembly.settings["emailsvc.chunk_size"]):
-            publish_chunk(assembly.celery, job_id, offset, chunk)
-    except Exception:
-        log.exception("job %s could not be enqueued; its record is removed", job_id)
-        try:
-            store.delete(job_id)
-        except Exception:
-            log.exception("job %s: removing the record failed too", job_id)
-        raise
+        assembly.jobs.create(job_id, body["recipients"], message, chunk_size, deadline, first_look)
+    except RedisError:
+        if not recorded_after_all(assembly, job_id):
+            raise
+        log.warning("job %s: Redis failed after recording it; the job stands", job_id)
+    try:
+        publish_start(assembly.celery, job_id)
+    except (OperationalError, RedisError) as exc:
+        # The job is recorded: the watchdog starts it (emailsvc.watchdog.stall_seconds).
+        log.warning("job %s: its start was not published (%s)", job_id, type(exc).__name__)
     return job_id
+
+
+def recorded_after_all(assembly, job_id):
+    """After a Redis error on create: was the job recorded? Asks for a short while.
+
+    When Redis cannot be asked, the job is handed to the revoker and False is returned:
+    the client is told the job was refused, so it must never be sent.
+    """
+    deadline = time.monotonic() + CONFIRM_SECONDS
+    while True:
+        try:
+            return assembly.jobs.exists(job_id)
+        except RedisError:
+            if time.monotonic() >= deadline:
+                assembly.revoker.revoke_later(job_id)
+                return False
+            time.sleep(CONFIRM_INTERVAL)
+
+
+class Revoker:
+    """Removes, as soon as Redis answers, jobs whose clients were told they were refused.
+
+    A thread of the web process retries every half second; it starts on first use.
+    """
+
+    def __init__(self, store, interval=0.5):
+        self.store = store
+        self.interval = interval
+        self.pending = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        self._stopped = False
+
+    def revoke_later(self, job_id):
+        """Remove ``job_id`` as soon as possible."""
+        with self._lock:
+            self.pending.add(job_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="revoker", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def stop(self):
+        """Stop retrying (the process is closing its connections)."""
+        self._stopped = True
+        self._wake.set()
+
+    def _run(self):
+        while not self._stopped:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            with self._lock:
+                pending = sorted(self.pending)
+            for job_id in pending:
+                try:
+                    removed = self.store.revoke(job_id)
+                except RedisError:
+                    continue
+                if not removed:
+                    log.error("job %s was refused to its client but had begun sending", job_id)
+                with self._lock:
+                    self.pending.discard(job_id)

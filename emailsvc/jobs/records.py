@@ -1,13 +1,23 @@
-"""Job records in Redis: creation, per-recipient outcomes and the status document.
+"""Job records in Redis: a job's content, its chunks, per-recipient outcomes and its status.
 
-Layout, under the configured prefix P:
-- ``P job:<id>``          hash: total, sent, failed, status, timestamps, message fields,
-                          the client that created it and its chosen sender (if any)
-- ``P job:<id>:outcomes`` hash: recipient index -> ``sent`` or ``failed``
-- ``P job:<id>:errors``   list: one JSON object per failed recipient, in order of failure
+Layout, under the configured prefix P (every key of a job expires with the job):
+- ``P job:<id>``            hash: total, sent, failed, status, timestamps, the message
+                            fields, client, sender, request id, chunk size, delivery
+                            deadline, and while retrying ``last_error``/``next_attempt_at``
+- ``P job:<id>:recipients`` list: one JSON object per recipient, in order; stored once,
+                            chunks read their slice of it
+- ``P job:<id>:chunks``     hash: offset -> the chunk's state while it has work left:
+                            ``q:<t>`` queued, ``s:<t>`` started, ``r:<t>:<attempt>`` waiting
+                            for a retry due at t (seconds since the epoch)
+- ``P job:<id>:lease:<off>`` string: the token of the worker delivering that chunk now
+- ``P job:<id>:outcomes``   hash: recipient index -> ``sent`` or ``failed``
+- ``P job:<id>:errors``     list: one JSON object per failed recipient, in order of failure
+- ``P jobs:watch``          sorted set: job id -> when the watchdog should look at it next
+- ``P jobs:retries``        sorted set: ``<id>:<offset>:<count>:<attempt>`` -> when it is due
 """
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -16,6 +26,8 @@ FINAL_STATUSES = ("sent", "partially_failed", "failed", "cancelled")
 # One recipient's outcome, applied atomically: the outcome is written once (HSETNX), so a
 # chunk redelivered after a crash cannot count a recipient twice; counters, status and
 # timestamps follow in the same step, so readers never see sent + failed + pending != total.
+# The job's next watchdog look moves past this progress. Returns -1 (no job), 0 (already
+# recorded) or 1.
 _RECORD_OUTCOME = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
@@ -35,25 +47,98 @@ elseif sent + failed >= total then
   if failed == 0 then status = 'sent' elseif sent == 0 then status = 'failed'
   else status = 'partially_failed' end
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[4])
+  redis.call('HDEL', KEYS[1], 'next_attempt_at')
+  redis.call('ZREM', KEYS[4], ARGV[7])
+else
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[7])
 end
 redis.call('HSET', KEYS[1], 'status', status, 'updated_at', ARGV[4])
 return 1
 """
 
-# Marks a job as waiting for a retry, unless it already reached a final status.
-_MARK_RETRYING = """
+# A chunk waits for a retry: into the retry schedule, its state ``r``, the job ``retrying``
+# (unless final) with the reason and the time of the next attempt.
+_SCHEDULE_RETRY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], 'r:' .. ARGV[1] .. ':' .. ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[8], ARGV[7])
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
 if status == 'sent' or status == 'partially_failed' or status == 'failed'
-   or status == 'cancelled' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'retrying', 'updated_at', ARGV[1])
+   or status == 'cancelled' then return 1 end
+redis.call('HSET', KEYS[1], 'status', 'retrying', 'updated_at', ARGV[5],
+           'last_error', ARGV[6], 'next_attempt_at', ARGV[9])
 return 1
 """
 
+# Take a chunk's lease (a worker delivers it now) and mark the chunk started.
+_ACQUIRE_LEASE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return redis.call('TTL', KEYS[2])
+end
+if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then
+  redis.call('HSET', KEYS[3], ARGV[3], 's:' .. ARGV[4])
+end
+return 0
+"""
 
-def now_iso():
-    """The current UTC time as ISO 8601 with a ``Z`` suffix, to the second."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# Extend or give back a lease, only by the worker that holds it.
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Remove up to ARGV[2] members whose score is at most ARGV[1] and return them: every caller
+# gets different members, so any number of workers may run the periodic step at once.
+_POP_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
+"""
+
+# The watchdog's claim: jobs due for a look, each pushed ARGV[3] seconds ahead, so that
+# another worker running the same step at the same time takes other jobs.
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local later = tonumber(ARGV[1]) + tonumber(ARGV[3])
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], later, member) end
+return due
+"""
+
+# Forget a job that was accepted while its client was told it was not (see revoke()).
+_REVOKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+if redis.call('HLEN', KEYS[2]) > 0 then return -1 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('ZREM', KEYS[6], ARGV[1])
+return 1
+"""
+
+_STATUS_FIELDS = (
+    "total",
+    "sent",
+    "failed",
+    "status",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "client",
+    "last_error",
+    "next_attempt_at",
+)
+
+
+def now_iso(at=None):
+    """A UTC time (now by default) as ISO 8601 with a ``Z`` suffix, to the second."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_id():
@@ -61,99 +146,259 @@ def new_id():
     return uuid.uuid4().hex
 
 
+def chunk_offsets(total, chunk_size):
+    """The offsets of a job's chunks."""
+    return range(0, total, chunk_size)
+
+
 class JobStore:
     """Reads and writes job records under one key prefix."""
 
-    def __init__(self, redis, prefix, ttl_seconds):
+    def __init__(self, redis, prefix, ttl_seconds, clock=time.time):
         self.redis = redis
         self.prefix = prefix
         self.ttl = ttl_seconds
+        self.clock = clock
+        self.watch_key = f"{prefix}jobs:watch"
+        self.retries_key = f"{prefix}jobs:retries"
         self._record = redis.register_script(_RECORD_OUTCOME)
-        self._retrying = redis.register_script(_MARK_RETRYING)
+        self._schedule_retry = redis.register_script(_SCHEDULE_RETRY)
+        self._acquire = redis.register_script(_ACQUIRE_LEASE)
+        self._renew = redis.register_script(_RENEW_LEASE)
+        self._release = redis.register_script(_RELEASE_LEASE)
+        self._pop_due = redis.register_script(_POP_DUE)
+        self._claim_due = redis.register_script(_CLAIM_DUE)
+        self._revoke = redis.register_script(_REVOKE)
 
-    def _keys(self, job_id):
-        base = f"{self.prefix}job:{job_id}"
-        return base, base + ":outcomes", base + ":errors"
+    def _key(self, job_id, part=""):
+        return f"{self.prefix}job:{job_id}{part}"
 
-    def create(self, job_id, total, message):
-        """Record a new job, ``queued``; ``message`` holds its subject, content and template."""
-        key = self._keys(job_id)[0]
-        now = now_iso()
+    def lease_key(self, job_id, offset):
+        """The key of one chunk's lease."""
+        return self._key(job_id, f":lease:{offset}")
+
+    # --- accepting a job ---
+
+    def create(self, job_id, recipients, message, chunk_size, deadline, first_look):
+        """Record a new job, ``queued``, with its recipients and chunks, in one transaction.
+
+        Either all of it is written or none: a job is never half-recorded. ``deadline`` is
+        when its delivery lifetime ends; ``first_look`` when the watchdog first checks it.
+        """
+        now = self.clock()
         fields = {
-            "total": total,
+            "total": len(recipients),
             "sent": 0,
             "failed": 0,
             "status": "queued",
-            "created_at": now,
-            "updated_at": now,
+            "created_at": now_iso(now),
+            "updated_at": now_iso(now),
             "finished_at": "",
+            "chunk_size": chunk_size,
+            "deadline": deadline,
             **message,
         }
+        keys = [self._key(job_id, part) for part in ("", ":recipients", ":chunks")]
+        chunks = {offset: f"q:{now:.3f}" for offset in chunk_offsets(len(recipients), chunk_size)}
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self.ttl)
+            pipe.hset(keys[0], mapping=fields)
+            pipe.rpush(keys[1], *(json.dumps(r, ensure_ascii=False) for r in recipients))
+            pipe.hset(keys[2], mapping=chunks)
+            for key in keys:
+                pipe.expire(key, self.ttl)
+            pipe.zadd(self.watch_key, {job_id: first_look})
             pipe.execute()
 
+    def exists(self, job_id):
+        """Whether the job is recorded."""
+        return bool(self.redis.exists(self._key(job_id)))
+
+    def revoke(self, job_id):
+        """Remove a job nobody may send: its client was answered an error.
+
+        Returns True when the job is gone (or never existed), False when delivery had
+        already begun (then it is left alone).
+        """
+        keys = [self._key(job_id, p) for p in ("", ":outcomes", ":recipients", ":chunks")]
+        keys += [self._key(job_id, ":errors"), self.watch_key]
+        return self._revoke(keys=keys, args=[job_id]) == 1
+
     def delete(self, job_id):
-        """Remove every key of a job (used when it could not be enqueued)."""
-        self.redis.delete(*self._keys(job_id))
+        """Remove every key of a job."""
+        keys = [self._key(job_id, p) for p in ("", ":outcomes", ":recipients", ":chunks")]
+        self.redis.delete(*keys, self._key(job_id, ":errors"))
+        self.redis.zrem(self.watch_key, job_id)
+
+    # --- delivering a chunk ---
 
     def message(self, job_id):
         """Return the job's stored fields, or None when the job does not exist (or expired)."""
-        fields = self.redis.hgetall(self._keys(job_id)[0])
+        fields = self.redis.hgetall(self._key(job_id))
         return fields or None
+
+    def chunk(self, job_id, offset, count):
+        """The job's fields and the chunk's ``(index, recipient)`` pairs still to deliver.
+
+        Returns ``(None, [])`` when the job does not exist. One round trip.
+        """
+        indexes = [str(i) for i in range(offset, offset + count)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._key(job_id))
+            pipe.lrange(self._key(job_id, ":recipients"), offset, offset + count - 1)
+            pipe.hmget(self._key(job_id, ":outcomes"), indexes)
+            job, recipients, outcomes = pipe.execute()
+        if not job:
+            return None, []
+        # zip stops at the last stored recipient: a count past the end of the job is harmless.
+        pairs = zip(recipients, outcomes, strict=False)
+        todo = [
+            (offset + position, json.loads(recipient))
+            for position, (recipient, outcome) in enumerate(pairs)
+            if outcome is None
+        ]
+        return job, todo
 
     def done_indexes(self, job_id, indexes):
         """Return the subset of recipient ``indexes`` that already have an outcome."""
         if not indexes:
             return set()
-        values = self.redis.hmget(self._keys(job_id)[1], [str(i) for i in indexes])
+        values = self.redis.hmget(self._key(job_id, ":outcomes"), [str(i) for i in indexes])
         return {i for i, value in zip(indexes, values, strict=True) if value is not None}
 
-    def record_sent(self, job_id, index):
-        """Record that recipient ``index`` was accepted by the relay."""
-        return self._record(keys=self._keys(job_id), args=[index, "sent", "", now_iso(), self.ttl])
+    def acquire_lease(self, job_id, offset, token, seconds):
+        """Take the chunk's lease for ``seconds``; return 0, or the seconds another holds it.
 
-    def record_failed(self, job_id, index, recipient, code, message):
+        Returns -1 when the job does not exist.
+        """
+        keys = [self._key(job_id), self.lease_key(job_id, offset), self._key(job_id, ":chunks")]
+        return self._acquire(keys=keys, args=[token, seconds, offset, f"{self.clock():.3f}"])
+
+    def renew_lease(self, job_id, offset, token, seconds):
+        """Extend our lease; False when it is no longer ours (it expired or was taken)."""
+        return self._renew(keys=[self.lease_key(job_id, offset)], args=[token, seconds]) == 1
+
+    def release_lease(self, job_id, offset, token):
+        """Give our lease back."""
+        self._release(keys=[self.lease_key(job_id, offset)], args=[token])
+
+    def finish_chunk(self, job_id, offset):
+        """The chunk has no work left: forget its state."""
+        self.redis.hdel(self._key(job_id, ":chunks"), offset)
+
+    def _outcome(self, job_id, index, outcome, error, next_look):
+        keys = [
+            self._key(job_id),
+            self._key(job_id, ":outcomes"),
+            self._key(job_id, ":errors"),
+            self.watch_key,
+        ]
+        args = [index, outcome, error, now_iso(), self.ttl, next_look, job_id]
+        return self._record(keys=keys, args=args)
+
+    def record_sent(self, job_id, index, next_look=0):
+        """Record that recipient ``index`` was accepted by the relay."""
+        return self._outcome(job_id, index, "sent", "", next_look or self.clock() + 60)
+
+    def record_failed(self, job_id, index, recipient, code, message, next_look=0):
         """Record that recipient ``index`` failed for good, with the SMTP code and message."""
         error = json.dumps({"recipient": recipient, "code": code, "message": message})
-        return self._record(
-            keys=self._keys(job_id), args=[index, "failed", error, now_iso(), self.ttl]
-        )
+        return self._outcome(job_id, index, "failed", error, next_look or self.clock() + 60)
 
-    def mark_retrying(self, job_id):
-        """Say that part of the job waits for a retry."""
-        self._retrying(keys=self._keys(job_id)[:1], args=[now_iso()])
+    def schedule_retry(self, job_id, offset, count, attempt, due, error, next_look):
+        """Put the chunk in the retry schedule, due at ``due``; the job says why and when."""
+        member = f"{job_id}:{offset}:{count}:{attempt}"
+        keys = [self._key(job_id), self._key(job_id, ":chunks"), self.retries_key]
+        keys.append(self.watch_key)
+        args = [f"{due:.3f}", member, offset, attempt, now_iso(), json.dumps(error)]
+        args += [job_id, next_look, now_iso(due)]
+        return self._schedule_retry(keys=keys, args=args) == 1
+
+    def mark_retrying(self, job_id, error=None, due=None):
+        """Say that part of the job waits for a retry (unless it is final)."""
+        fields = {"status": "retrying", "updated_at": now_iso()}
+        if error is not None:
+            fields["last_error"] = json.dumps(error)
+        if due is not None:
+            fields["next_attempt_at"] = now_iso(due)
+        status = self.redis.hget(self._key(job_id), "status")
+        if status and status not in FINAL_STATUSES:
+            self.redis.hset(self._key(job_id), mapping=fields)
+
+    # --- the periodic step ---
+
+    def pop_due_retries(self, now, limit=100):
+        """Take the retries due by ``now``: ``[(job_id, offset, count, attempt)]``."""
+        members = self._pop_due(keys=[self.retries_key], args=[f"{now:.3f}", limit])
+        due = []
+        for member in members:
+            job_id, offset, count, attempt = member.split(":")
+            due.append((job_id, int(offset), int(count), int(attempt)))
+        return due
+
+    def claim_jobs_to_watch(self, now, limit, recheck_after):
+        """Claim jobs the watchdog should look at now; look again ``recheck_after`` later."""
+        return self._claim_due(keys=[self.watch_key], args=[f"{now:.3f}", limit, recheck_after])
+
+    def watch_later(self, job_id, when):
+        """Have the watchdog look at the job at ``when``."""
+        self.redis.zadd(self.watch_key, {job_id: when})
+
+    def forget(self, job_id):
+        """The watchdog need not look at this job again."""
+        self.redis.zrem(self.watch_key, job_id)
+
+    def chunk_states(self, job_id):
+        """``{offset: (state, time, attempt)}`` of the chunks with work left, and their leases.
+
+        Returns ``(states, leased)`` where ``leased`` is the set of offsets under a lease.
+        """
+        states = {}
+        for offset, value in self.redis.hgetall(self._key(job_id, ":chunks")).items():
+            kind, _, rest = value.partition(":")
+            when, _, attempt = rest.partition(":")
+            states[int(offset)] = (kind, float(when or 0), int(attempt or 0))
+        offsets = sorted(states)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for offset in offsets:
+                pipe.exists(self.lease_key(job_id, offset))
+            alive = pipe.execute()
+        return states, {offset for offset, on in zip(offsets, alive, strict=True) if on}
+
+    def scheduled_retry(self, job_id, offset, count, attempt):
+        """Whether that retry is still in the schedule."""
+        member = f"{job_id}:{offset}:{count}:{attempt}"
+        return self.redis.zscore(self.retries_key, member) is not None
+
+    def recipients(self, job_id, offset, count):
+        """The recipients of a slice, as stored."""
+        values = self.redis.lrange(self._key(job_id, ":recipients"), offset, offset + count - 1)
+        return [json.loads(value) for value in values]
+
+    # --- reading ---
 
     def status(self, job_id, client):
         """The job's status document; None if it does not exist or is not ``client``'s."""
-        key, _, errors_key = self._keys(job_id)
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(
-                key,
-                "total",
-                "sent",
-                "failed",
-                "status",
-                "created_at",
-                "updated_at",
-                "finished_at",
-                "client",
-            )
-            pipe.lrange(errors_key, 0, -1)
-            fields, errors = pipe.execute()
-        if fields[0] is None or fields[7] != client:
+            pipe.hmget(self._key(job_id), *_STATUS_FIELDS)
+            pipe.lrange(self._key(job_id, ":errors"), 0, -1)
+            values, errors = pipe.execute()
+        fields = dict(zip(_STATUS_FIELDS, values, strict=True))
+        if fields["total"] is None or fields["client"] != client:
             return None
-        total, sent, failed = (int(v) for v in fields[:3])
-        return {
+        total, sent, failed = (int(fields[name]) for name in ("total", "sent", "failed"))
+        document = {
             "id": job_id,
-            "status": fields[3],
+            "status": fields["status"],
             "total": total,
             "sent": sent,
             "failed": failed,
             "pending": total - sent - failed,
-            "created_at": fields[4],
-            "updated_at": fields[5],
-            "finished_at": fields[6] or None,
+            "created_at": fields["created_at"],
+            "updated_at": fields["updated_at"],
+            "finished_at": fields["finished_at"] or None,
             "errors": [json.loads(e) for e in errors],
         }
+        if fields["status"] == "retrying":
+            document["last_error"] = json.loads(fields["last_error"] or "null")
+            document["next_attempt_at"] = fields["next_attempt_at"] or None
+        return document

@@ -1,18 +1,31 @@
-"""The Celery side of a job: the app's configuration and the chunk delivery task.
+"""The Celery side of a job: the app's configuration, its tasks and its periodic step.
 
-Each Assembly owns its Celery app (see ``emailsvc.assembly``); the task reaches the parts
-it needs through ``task.app.assembly``, so it never reads module-global state.
+Each Assembly owns its Celery app (see ``emailsvc.assembly``); tasks reach the parts they
+need through ``task.app.assembly``, so they never read module-global state. Broker
+messages stay small: a job's content lives in Redis, tasks carry ids and offsets.
+
+- ``emailsvc.start_job(job_id)``: published once per accepted job; enqueues its chunks.
+- ``emailsvc.deliver_chunk(job_id, offset, count, attempt)``: delivers one chunk; its
+  transient failures wait in Redis (``jobs:retries``) until due, never in the broker.
+- Every worker runs ``emailsvc.jobs.watchdog``'s periodic step (a worker bootstep the
+  assembly adds): it publishes the retries that are due and re-enqueues lost work.
 """
 
 import logging
+import random
+import re
+import time
 
 from celery import Celery
+from redis.exceptions import RedisError
 
 from ..logs import log_context
 
 log = logging.getLogger(__name__)
 
+START_JOB = "emailsvc.start_job"
 DELIVER_CHUNK = "emailsvc.deliver_chunk"
+_ADDRESS = re.compile(r"[^\s<>\"',;:]+@[^\s<>\"',;:]+")
 
 
 class EmailsvcCelery(Celery):
@@ -57,7 +70,7 @@ def configure_celery(app, settings, assembly):
         # Publishing to a Redis that is down must fail fast: the client gets a 503.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         task_default_queue=queue,
-        task_routes={DELIVER_CHUNK: {"queue": queue}},
+        task_routes={START_JOB: {"queue": queue}, DELIVER_CHUNK: {"queue": queue}},
         task_serializer="json",
         accept_content=["json"],
         # Outcomes live in our job records; Celery's result backend is not used.
@@ -70,40 +83,103 @@ def configure_celery(app, settings, assembly):
         worker_hijack_root_logger=False,
     )
     app.assembly = assembly
-    # shared=False: the task belongs to this app only, not to every app of the process.
-    app.task(bind=True, name=DELIVER_CHUNK, shared=False)(deliver_chunk)
+    # shared=False: the tasks belong to this app only, not to every app of the process.
+    app.task(bind=True, name=START_JOB, shared=False)(start_job)
+    app.task(bind=True, name=DELIVER_CHUNK, shared=False, max_retries=None)(deliver_chunk)
     return app
 
 
-def retry_countdown(settings, retries):
-    """Exponential backoff in seconds, capped far below the broker's visibility timeout."""
-    base = settings["emailsvc.retry.backoff_seconds"]
-    cap = settings["emailsvc.retry.backoff_max_seconds"]
-    visibility = settings["emailsvc.visibility_timeout_seconds"]
-    # A countdown longer than the visibility timeout makes Redis redeliver the task
-    # while it waits, so the same chunk would run several times.
-    return min(base * 2**retries, cap, visibility // 2)
+def publish_start(app, job_id):
+    """Enqueue the start of an accepted job (one small message per job)."""
+    app.tasks[START_JOB].apply_async(args=(job_id,))
 
 
-def deliver_chunk(task, job_id, offset, recipients):
-    """Deliver one chunk; retry transient failures with backoff, then fail them for good."""
+def publish_chunk(app, job_id, offset, count, attempt=0):
+    """Enqueue one chunk of a job: its id and its place, never its recipients."""
+    app.tasks[DELIVER_CHUNK].apply_async(args=(job_id, offset, count, attempt))
+
+
+def start_job(task, job_id):
+    """Enqueue every chunk of a job that is still queued."""
     assembly = task.app.assembly
     with log_context(job=job_id):
-        deliverer = assembly.deliverer
-        transient = deliverer.deliver_chunk(job_id, offset, recipients)
-        if not transient:
+        job = assembly.jobs.message(job_id)
+        if job is None:
+            log.info("job %s is gone before it started", job_id)
             return
-        settings = assembly.settings
-        if task.request.retries < settings["emailsvc.retry.max_retries"]:
-            assembly.jobs.mark_retrying(job_id)
-            # The retry runs the same chunk; recipients that got an outcome are skipped.
-            raise task.retry(countdown=retry_countdown(settings, task.request.retries))
-        deliverer.fail_for_good(job_id, transient)
+        total, size = int(job["total"]), int(job["chunk_size"])
+        states, _ = assembly.jobs.chunk_states(job_id)
+        for offset, (kind, _, _) in sorted(states.items()):
+            if kind == "q":
+                publish_chunk(task.app, job_id, offset, min(size, total - offset))
 
 
-def publish_chunk(app, job_id, offset, recipients):
-    """Enqueue one chunk of a job on ``app``'s broker."""
-    # A short argsrepr keeps addresses out of broker headers and worker logs, and spares
-    # Celery from formatting every recipient of a large job.
-    argsrepr = f"({job_id!r}, {offset}, <{len(recipients)} recipients>)"
-    app.tasks[DELIVER_CHUNK].apply_async(args=(job_id, offset, recipients), argsrepr=argsrepr)
+def backoff_seconds(settings, attempt, rand=random.random):
+    """The wait before retry ``attempt + 1``: exponential, capped, with jitter (+-20 %)."""
+    initial = settings["emailsvc.retry.initial_delay_seconds"]
+    delay = initial * settings["emailsvc.retry.backoff_factor"] ** attempt
+    delay = min(delay, settings["emailsvc.retry.max_delay_seconds"])
+    # Jitter spreads the retries of many chunks that failed together (a relay restart).
+    return max(0.1, delay * (0.8 + 0.4 * rand()))
+
+
+def redacted(text):
+    """``text`` with every email address replaced, for log lines (SMTP replies name them)."""
+    return _ADDRESS.sub("<address>", text)
+
+
+def deliver_chunk(task, job_id, offset, count, attempt=0):
+    """Deliver one chunk; schedule a retry for its transient failures, or fail them at the
+    end of the job's delivery lifetime."""
+    assembly = task.app.assembly
+    with log_context(job=job_id):
+        try:
+            result = assembly.deliverer.deliver_chunk(job_id, offset, count)
+            if result.busy_for:
+                # Another worker holds the lease (this is a redelivered copy): come back
+                # when it lapses, in case that worker died.
+                raise task.retry(countdown=result.busy_for + 1)
+            if result.transient:
+                _retry_or_fail(assembly, job_id, offset, count, attempt, result)
+        except RedisError as exc:
+            # Nothing can be recorded: stop here. The chunk's lease lapses and the
+            # watchdog resumes it from its outcomes once Redis answers again.
+            log.warning(
+                "job %s chunk at %d stopped, Redis did not answer (%s); it resumes later",
+                job_id,
+                offset,
+                type(exc).__name__,
+            )
+
+
+def _retry_or_fail(assembly, job_id, offset, count, attempt, result):
+    settings = assembly.settings
+    index, _, error = result.transient[-1]
+    last = {"code": error.code, "message": error.message}
+    now = time.time()
+    due = now + backoff_seconds(settings, attempt)
+    deadline = float(result.job.get("deadline") or 0)
+    if due >= deadline:
+        log.warning(
+            "job %s chunk at %d: delivery lifetime ended, %d recipients fail: %s %s",
+            job_id,
+            offset,
+            len(result.transient),
+            error.code or "",
+            redacted(error.message),
+        )
+        assembly.deliverer.fail_for_good(job_id, result.transient, "delivery lifetime ended")
+        assembly.jobs.finish_chunk(job_id, offset)
+        return
+    log.warning(
+        "job %s chunk at %d: %d recipients to retry in %.0f s (attempt %d): %s %s",
+        job_id,
+        offset,
+        len(result.transient),
+        due - now,
+        attempt + 1,
+        error.code or "",
+        redacted(error.message),
+    )
+    next_look = due + settings["emailsvc.watchdog.stall_seconds"]
+    assembly.jobs.schedule_retry(job_id, offset, count, attempt + 1, due, last, next_look)
