@@ -11,7 +11,7 @@ from emailsvc.mail.transports import (
     transport_from_settings,
 )
 from emailsvc.settings import SettingsError, load
-from tests.servers import free_port
+from tests.harness import free_port
 
 SENDER = sender_address("noreply@example.com")
 
