@@ -9,7 +9,7 @@ import pytest
 
 from emailsvc.cli import client
 
-from .servers import ROOT
+from .harness import ROOT
 
 
 class _Recorder(BaseHTTPRequestHandler):

@@ -12,7 +12,7 @@ from emailsvc.mail.messages import sender_address
 from emailsvc.mail.templates import Templates
 from emailsvc.mail.transports import SMTPTransport
 from emailsvc.settings import load
-from tests.servers import free_port
+from tests.harness import free_port
 
 MESSAGE = {"subject": "Hello", "content": "Body", "template": "default", "client": "acme"}
 

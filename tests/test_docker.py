@@ -4,8 +4,7 @@ import re
 
 from emailsvc.settings import from_ini
 
-from .functional.stack import NGINX_TEMPLATE, compose, compose_command
-from .servers import ROOT
+from .harness import NGINX_TEMPLATE, ROOT, compose, compose_command
 
 WEB = ["pserve", "production.ini"]
 WORKER = ["celery", "-A", "emailsvc.worker", "worker", "--ini", "production.ini"]

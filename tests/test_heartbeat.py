@@ -9,7 +9,7 @@ import webtest
 from emailsvc import main
 from emailsvc.api.health import run_checks
 
-from .servers import free_port
+from .harness import free_port
 
 
 def test_lbheartbeat_answers_200_without_checking_anything(app):

@@ -17,7 +17,7 @@ from emailsvc.mail.transports import (
     transport_from_settings,
 )
 from emailsvc.settings import SettingsError, load
-from tests.servers import RecordingHandler, free_port
+from tests.harness import RecordingHandler, free_port
 
 SENDER = sender_address("noreply@example.com")
 

@@ -8,7 +8,7 @@ import webtest
 from emailsvc import main
 from emailsvc.api.auth import hash_key
 
-from .servers import wait_for
+from .harness import wait_for
 
 SHOP_KEY = "shop-key-0123456789"
 CRM_KEY = "crm-key-0123456789"

@@ -7,7 +7,7 @@ from webtest.http import StopableWSGIServer
 
 from emailsvc.server import server_settings
 
-from .servers import free_port
+from .harness import free_port
 
 PROXY = {
     "trusted_proxy": "127.0.0.1",

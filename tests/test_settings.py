@@ -5,7 +5,7 @@ import pytest
 from emailsvc import settings
 from emailsvc.cli.settings import main as print_settings
 
-from .servers import ROOT
+from .harness import ROOT
 
 
 def test_environment_overrides_ini_which_overrides_defaults():

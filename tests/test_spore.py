@@ -17,7 +17,7 @@ from emailsvc.cli.spore import describe_ini
 from emailsvc.cli.spore import main as spore_script
 from emailsvc.settings import load
 
-from .servers import ROOT
+from .harness import ROOT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

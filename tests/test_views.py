@@ -127,7 +127,7 @@ def test_unknown_url_gets_json_404(app):
 
 
 def test_redis_down_gets_503_with_retry_after(settings, redis_client, redis_prefix):
-    from tests.servers import free_port
+    from tests.harness import free_port
 
     down = dict(settings, **{"emailsvc.redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     down["emailsvc.redis_timeout_seconds"] = "0.5"

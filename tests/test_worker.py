@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from .servers import ROOT, write_ini
+from .harness import ROOT, write_ini
 
 
 def test_the_worker_takes_its_configuration_from_the_ini_before_its_own_options(app, start_worker):

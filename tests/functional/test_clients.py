@@ -11,7 +11,7 @@ import pytest
 import requests
 from britney.middleware.format import Json
 
-from ..servers import wait_for
+from ..harness import free_port, wait_for
 from ..test_openapi import response_schema
 
 FINAL = {"sent", "partially_failed", "failed", "cancelled"}
@@ -179,7 +179,5 @@ def test_cli_reads_content_from_stdin_and_sends_the_api_key(live_service):
 
 
 def test_cli_reports_an_unreachable_service_with_exit_1(tmp_path):
-    from ..servers import free_port
-
     result = run_client("status", "0" * 32, "--url", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1 and "cannot read the SPORE description" in result.stderr

@@ -8,7 +8,7 @@ import psutil
 import webtest
 
 from emailsvc import main
-from tests.servers import wait_for
+from tests.harness import wait_for
 
 FINAL = {"sent", "partially_failed", "failed", "cancelled"}
 

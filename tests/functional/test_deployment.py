@@ -15,16 +15,7 @@ import pytest
 
 from emailsvc.api.auth import hash_key
 
-from ..servers import free_port, wait_for
-from .stack import (
-    Process,
-    compose_command,
-    local_command,
-    nginx_process,
-    render_nginx,
-    wait_for_http,
-    wait_gone,
-)
+from ..harness import compose_command, free_port, local_command, wait_for, wait_gone
 
 RECIPIENTS = 2000
 PUBLIC_HOST = "mail.example.test"
@@ -40,9 +31,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def stack(tmp_path, redis_url, redis_prefix, smtp_server):
+def stack(tmp_path, redis_url, redis_prefix, smtp_server, start_process, start_nginx):
     """nginx, the web process and two workers, configured like production."""
-    web_port, nginx_port = free_port(), free_port()
+    web_port = free_port()
     env = {
         "EMAILSVC_REDIS_URL": redis_url,
         "EMAILSVC_REDIS_PREFIX": redis_prefix,
@@ -58,42 +49,30 @@ def stack(tmp_path, redis_url, redis_prefix, smtp_server):
         "EMAILSVC_HTTP_HOST": "127.0.0.1",
     }
     web_command = local_command(compose_command("web")) + [f"http_port={web_port}"]
-    web = Process(
-        web_command,
-        tmp_path / "web.out",
-        env=dict(env, EMAILSVC_LOG_FILE=str(tmp_path / "web.log")),
+    web = start_process(
+        web_command, "web", env=dict(env, EMAILSVC_LOG_FILE=str(tmp_path / "web.log"))
     )
     workers = {
-        name: Process(
+        name: start_process(
             local_command(compose_command("worker")),
-            tmp_path / f"worker-{name}.out",
+            f"worker-{name}",
             env=dict(env, EMAILSVC_LOG_FILE=str(tmp_path / f"worker-{name}.log")),
         )
         for name in ("a", "b")
     }
-    conf = render_nginx(str(tmp_path), f"127.0.0.1:{nginx_port}", f"127.0.0.1:{web_port}")
-    nginx = nginx_process(str(tmp_path), conf)
-    everything = [web, *workers.values(), nginx]
-    for process in everything:
-        process.start()
-    try:
-        for worker in workers.values():
-            worker.wait_for_output(" ready.")
-        wait_for_http(f"http://127.0.0.1:{web_port}/__lbheartbeat__")
-        wait_for_http(f"http://127.0.0.1:{nginx_port}/__lbheartbeat__")
-        yield {
-            "nginx_port": nginx_port,
-            "web_port": web_port,
-            "web": web,
-            "workers": workers,
-            "nginx": nginx,
-            "everything": everything,
-            "logs": tmp_path,
-        }
-    finally:
-        for process in everything:
-            if process.process.poll() is None:
-                process.stop(signal.SIGQUIT if process is nginx else signal.SIGTERM)
+    for worker in workers.values():
+        worker.wait_for_output(" ready.")
+    web.wait_for_http(f"http://127.0.0.1:{web_port}/__lbheartbeat__")
+    nginx = start_nginx(f"127.0.0.1:{web_port}")
+    return {
+        "nginx_port": nginx.port,
+        "web_port": web_port,
+        "web": web,
+        "workers": workers,
+        "nginx": nginx,
+        "everything": [web, *workers.values(), nginx],
+        "logs": tmp_path,
+    }
 
 
 def request(port, method, path, body=None, headers=None):
@@ -160,7 +139,7 @@ def test_a_large_job_through_nginx_is_shared_by_two_workers_and_survives_one_sto
         port, "GET", f"/email/{job_id}", headers={"Host": PUBLIC_HOST, **AUTH}
     )
     assert progress["pending"] > 0, "the job finished before a worker could be stopped"
-    assert worker_b.stop(signal.SIGTERM) == 0
+    assert worker_b.shutdown(signal.SIGTERM) == 0
     assert "Warm shutdown" in worker_b.text()
 
     def finished():
@@ -217,16 +196,16 @@ def test_a_large_job_through_nginx_is_shared_by_two_workers_and_survives_one_sto
     # No message text, address (beyond its domain) or secret at INFO, anywhere.
     everything_logged = "".join(
         path.read_text(errors="replace")
-        for path in logs.iterdir()
+        for path in logs.rglob("*")
         if path.suffix in (".log", ".out")
     )
     for secret in ("secret@", "Subject-marker", "Content-marker", "Password-marker", ".secret"):
         assert secret not in everything_logged
 
-    # Stopping everything leaves nothing behind.
+    # Stopping everything leaves nothing behind (shutdown(), unlike stop(), kills no leftover).
     for process in stack["everything"]:
         if process is stack["nginx"]:
-            process.stop(signal.SIGQUIT)
+            process.shutdown(signal.SIGQUIT)
         else:
-            process.stop(signal.SIGTERM)
+            process.shutdown(signal.SIGTERM)
     assert wait_gone(processes) == []

@@ -15,35 +15,26 @@ import pytest
 
 from emailsvc.api.auth import hash_key
 
-from ..servers import Worker
-from .live import LiveService
-
 API_KEY = "fuzz-key-0123456789abcdef"
 SEED = 20261121
 FUZZ_EXAMPLES = int(os.environ.get("EMAILSVC_FUZZ_EXAMPLES", "200"))
 
 
 @pytest.fixture
-def live(settings, tmp_path):
-    values = dict(
-        settings,
-        **{
+def live(settings, start_web, start_worker):
+    settings.update(
+        {
             "emailsvc.require_api_key": "true",
             "emailsvc.api_keys": f"fuzz:{hash_key(API_KEY)}",
             # The fuzzer sends hundreds of jobs a minute; the limits are not under test here.
             "emailsvc.limit.requests_per_minute": "0",
             "emailsvc.limit.recipients_per_hour": "0",
             "emailsvc.max_recipients": "100",
-        },
+        }
     )
-    service = LiveService(tmp_path, values).start()
-    worker = Worker(service.ini, tmp_path / "worker.out", concurrency=2)
-    try:
-        worker.start()
-        yield service
-    finally:
-        worker.stop()
-        service.stop()
+    service = start_web()
+    start_worker(concurrency=2, ini=service.ini)
+    return service
 
 
 def schemathesis(location, base_url, *extra):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ..servers import wait_for
+from ..harness import wait_for
 
 GOOD = {"recipients": ["ana@example.org"], "subject": "Hello", "content": "Hi"}
 

@@ -10,8 +10,7 @@ from aiosmtpd.smtp import AuthResult
 
 from emailsvc.api.auth import hash_key
 
-from ..servers import RecordingHandler, Worker, free_port, wait_for
-from .live import LiveService
+from ..harness import RecordingHandler, free_port, wait_for
 
 API_KEY = "k3y-Th4t-mUst-n3ver-b3-l0gged-0123456789"
 SMTP_PASSWORD = "pa55-Th4t-mUst-n3ver-b3-l0gged"
@@ -57,22 +56,23 @@ def call(url, body=None, key=API_KEY):
         return exc.code, json.loads(exc.read())
 
 
-def test_a_full_run_at_info_logs_no_secret_and_no_content(settings, relay, tmp_path):
+def test_a_full_run_at_info_logs_no_secret_and_no_content(
+    settings, relay, start_web, start_worker
+):
     handler, checker, port = relay
-    values = dict(
-        settings,
-        **{
+    settings.update(
+        {
             "emailsvc.smtp.port": str(port),
             "emailsvc.smtp.username": "relay-user",
             "emailsvc.smtp.password": SMTP_PASSWORD,
             "emailsvc.require_api_key": "true",
             "emailsvc.api_keys": f"shop:{hash_key(API_KEY)}",
-        },
+        }
     )
-    service = LiveService(tmp_path, values, level="INFO").start()
-    worker = Worker(service.ini, tmp_path / "worker.out", concurrency=1)
+    service = start_web(level="INFO")
+    # The worker reads the web's ini, so both log into its log file.
+    worker = start_worker(concurrency=1, ini=service.ini)
     try:
-        worker.start()
         body = {
             "recipients": [{"email": "ana@example.org", "name": "Ana", "vars": {"v": CONTENT}}],
             "subject": SUBJECT,
@@ -92,7 +92,7 @@ def test_a_full_run_at_info_logs_no_secret_and_no_content(settings, relay, tmp_p
     assert checker.logins == [True] and len(handler.messages) == 1
     logs = {
         "log file": service.log_file.read_text(encoding="utf-8"),
-        "pserve output": service.output_file.read_text(encoding="utf-8"),
+        "pserve output": service.output_path.read_text(encoding="utf-8"),
         "worker output": worker.output(),
     }
     # The run did log at INFO (the worker's chunk summary), so the checks below mean something.

@@ -9,8 +9,6 @@ import webtest
 from emailsvc import main
 from emailsvc.server import apply_body_limit
 
-from .live import LiveService
-
 VALID = {"recipients": ["ana@example.org"], "subject": "Hello", "content": "Hi"}
 
 
@@ -53,11 +51,9 @@ def test_production_ini_limits_are_consistent():
 
 
 @pytest.fixture
-def live(settings, tmp_path):
-    values = dict(settings, **{"emailsvc.max_body_bytes": "65536"})
-    service = LiveService(tmp_path, values, server={"max_request_header_size": "8192"}).start()
-    yield service
-    service.stop()
+def live(settings, start_web):
+    settings["emailsvc.max_body_bytes"] = "65536"
+    return start_web(server={"max_request_header_size": "8192"})
 
 
 def request(live, body=b"", headers=None):

