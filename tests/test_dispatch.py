@@ -8,7 +8,7 @@ from emailsvc.jobs import dispatch
 from emailsvc.jobs.dispatch import Revoker, submit
 from emailsvc.settings import load
 
-from .servers import free_port, wait_for
+from .harness import free_port, wait_for
 
 BODY = {
     "recipients": [{"email": f"r{i}@example.org", "name": "", "vars": {}} for i in range(5)],
