@@ -21,6 +21,7 @@ requires = [
 tests_require = [
     "pytest>=8.0",
     "pytest-cov>=7.0",
+    "hypothesis>=6.100",
     "coverage>=7.10",
     "webtest>=3.0",
     "aiosmtpd>=1.4.6",

@@ -1,15 +1,28 @@
 """Request validators used by the Cornice services."""
 
 import json
+import re
 
 from cornice.validators import colander_validator
 from pyramid.httpexceptions import HTTPRequestEntityTooLarge
 
 
+# A JSON escape of a UTF-16 surrogate; paired ones are fine, a lone one is no text at all.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parsed_json_body(request):
     """Cornice deserializer: the JSON body, never an exception for malformed input."""
     try:
-        body = json.loads(request.body.decode("utf-8")) if request.body else {}
+        text = request.body.decode("utf-8") if request.body else "{}"
+        body = json.loads(text)
+        if _SURROGATE_ESCAPE.search(text):
+            # json.loads accepts "\ud800" alone; such a string cannot be encoded, stored
+            # or sent, so it is refused here rather than failing later.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        request.errors.add("body", "", "Invalid JSON: a string holds a lone UTF-16 surrogate")
+        return {}
     except (ValueError, RecursionError) as exc:
         # RecursionError: deeply nested arrays are valid JSON that Python cannot parse.
         request.errors.add("body", "", f"Invalid JSON: {str(exc)[:200]}")
