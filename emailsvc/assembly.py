@@ -73,7 +73,12 @@ def assemble(settings, celery_app=None):
     """
     client = connect_redis(settings)
     prefix = settings["emailsvc.redis_prefix"]
-    jobs = JobStore(client, prefix, settings["emailsvc.job_ttl_seconds"])
+    jobs = JobStore(
+        client,
+        prefix,
+        settings["emailsvc.job_ttl_seconds"],
+        settings["emailsvc.watchdog.stall_seconds"],
+    )
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])

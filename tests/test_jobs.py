@@ -90,14 +90,14 @@ def test_a_retrying_job_says_why_and_when_and_never_overrides_a_final_status(sto
     job = create(store, 2, chunk_size=1)
     due = time.time() + 60
     error = {"code": 421, "message": "Service not available"}
-    store.schedule_retry(job, 0, 1, 1, due, error, due + 30)
+    store.schedule_retry(job, 0, 1, 1, due, error)
     doc = store.status(job, "acme")
     assert doc["status"] == "retrying" and doc["last_error"] == error
     assert doc["next_attempt_at"].endswith("Z")
     assert store.chunk_states(job)[0][0][0] == "r"
     store.record_sent(job, 0)
     store.record_sent(job, 1)
-    store.schedule_retry(job, 0, 1, 2, due, error, due + 30)
+    store.schedule_retry(job, 0, 1, 2, due, error)
     doc = store.status(job, "acme")
     assert doc["status"] == "sent" and "last_error" not in doc
 
@@ -106,8 +106,8 @@ def test_due_retries_are_taken_once_whoever_asks(store):
     job = create(store, 3, chunk_size=1)
     now = time.time()
     for offset in range(3):
-        store.schedule_retry(job, offset, 1, 1, now - 1, {"code": 421, "message": "x"}, now)
-    store.schedule_retry(job, 2, 1, 2, now + 60, {"code": 421, "message": "x"}, now)
+        store.schedule_retry(job, offset, 1, 1, now - 1, {"code": 421, "message": "x"})
+    store.schedule_retry(job, 2, 1, 2, now + 60, {"code": 421, "message": "x"})
     first = store.pop_due_retries(now, limit=2)
     second = store.pop_due_retries(now, limit=10)
     assert len(first) == 2 and len(second) == 1

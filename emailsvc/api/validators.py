@@ -6,7 +6,6 @@ import re
 from cornice.validators import colander_validator
 from pyramid.httpexceptions import HTTPRequestEntityTooLarge
 
-
 # A JSON escape of a UTF-16 surrogate; paired ones are fine, a lone one is no text at all.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 

@@ -144,7 +144,7 @@ class Deliverer:
                     try:
                         self._send_one(session, job, recipient, sender, shared, date, msgid)
                     except ConnectionLost as exc:
-                        error = DeliveryError(None, str(exc), permanent=False)
+                        error = DeliveryError(exc.code, str(exc), permanent=False)
                         result.transient.extend((i, r, error) for i, r in todo[position:])
                         break
                     except DeliveryError as exc:
@@ -159,7 +159,7 @@ class Deliverer:
                         self.store.record_sent(job_id, index)
                         result.sent += 1
         except ConnectionLost as exc:
-            error = DeliveryError(None, str(exc), permanent=False)
+            error = DeliveryError(exc.code, str(exc), permanent=False)
             result.transient = [(i, r, error) for i, r in todo]
         log.info(
             "job %s chunk at %d: sent %d, failed %d, to retry %d, %.2f s",

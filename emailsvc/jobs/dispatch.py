@@ -44,7 +44,7 @@ def submit(assembly, body, client, request_id=None):
     }
     now = time.time()
     deadline = now + settings["emailsvc.delivery_lifetime_seconds"]
-    first_look = now + settings["emailsvc.watchdog.stall_seconds"]
+    first_look = now + assembly.jobs.stall
     chunk_size = settings["emailsvc.chunk_size"]
     try:
         assembly.jobs.create(job_id, body["recipients"], message, chunk_size, deadline, first_look)

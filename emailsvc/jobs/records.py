@@ -154,10 +154,12 @@ def chunk_offsets(total, chunk_size):
 class JobStore:
     """Reads and writes job records under one key prefix."""
 
-    def __init__(self, redis, prefix, ttl_seconds, clock=time.time):
+    def __init__(self, redis, prefix, ttl_seconds, stall_seconds=30, clock=time.time):
         self.redis = redis
         self.prefix = prefix
         self.ttl = ttl_seconds
+        #: How long after a job's last progress the watchdog looks at it.
+        self.stall = stall_seconds
         self.clock = clock
         self.watch_key = f"{prefix}jobs:watch"
         self.retries_key = f"{prefix}jobs:retries"
@@ -295,17 +297,18 @@ class JobStore:
         args = [index, outcome, error, now_iso(), self.ttl, next_look, job_id]
         return self._record(keys=keys, args=args)
 
-    def record_sent(self, job_id, index, next_look=0):
+    def record_sent(self, job_id, index):
         """Record that recipient ``index`` was accepted by the relay."""
-        return self._outcome(job_id, index, "sent", "", next_look or self.clock() + 60)
+        return self._outcome(job_id, index, "sent", "", self.clock() + self.stall)
 
-    def record_failed(self, job_id, index, recipient, code, message, next_look=0):
+    def record_failed(self, job_id, index, recipient, code, message):
         """Record that recipient ``index`` failed for good, with the SMTP code and message."""
         error = json.dumps({"recipient": recipient, "code": code, "message": message})
-        return self._outcome(job_id, index, "failed", error, next_look or self.clock() + 60)
+        return self._outcome(job_id, index, "failed", error, self.clock() + self.stall)
 
-    def schedule_retry(self, job_id, offset, count, attempt, due, error, next_look):
+    def schedule_retry(self, job_id, offset, count, attempt, due, error):
         """Put the chunk in the retry schedule, due at ``due``; the job says why and when."""
+        next_look = due + self.stall
         member = f"{job_id}:{offset}:{count}:{attempt}"
         keys = [self._key(job_id), self._key(job_id, ":chunks"), self.retries_key]
         keys.append(self.watch_key)

@@ -181,5 +181,4 @@ def _retry_or_fail(assembly, job_id, offset, count, attempt, result):
         error.code or "",
         redacted(error.message),
     )
-    next_look = due + settings["emailsvc.watchdog.stall_seconds"]
-    assembly.jobs.schedule_retry(job_id, offset, count, attempt + 1, due, last, next_look)
+    assembly.jobs.schedule_retry(job_id, offset, count, attempt + 1, due, last)

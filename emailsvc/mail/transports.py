@@ -26,7 +26,14 @@ class DeliveryError(Exception):
 
 
 class ConnectionLost(Exception):
-    """The relay could not be reached or dropped the connection; retry later."""
+    """The relay could not be reached or ended the session; retry later.
+
+    ``code`` is the relay's reply when it said why (421: service not available).
+    """
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
 
 
 def _decode(text):
@@ -89,7 +96,8 @@ class SMTPTransport:
         try:
             smtp = self._connect()
         except smtplib.SMTPResponseException as exc:
-            raise ConnectionLost(f"relay refused the session: {exc.smtp_code}") from exc
+            message = _decode(exc.smtp_error)
+            raise ConnectionLost(f"relay refused the session: {message}", exc.smtp_code) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionLost(f"cannot reach {self.host}:{self.port}: {exc}") from exc
         try:
@@ -114,10 +122,15 @@ class _SMTPSession:
             refused = self.smtp.send_message(msg, from_addr=envelope_from, to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = exc.recipients.get(recipient, (550, b"recipient refused"))
+            if code == 421:
+                # 421 ends the session (smtplib has closed it): the rest of the chunk waits.
+                raise ConnectionLost(_decode(message), code) from exc
             raise _smtp_error(code, message) from exc
         except smtplib.SMTPServerDisconnected as exc:
             raise ConnectionLost(str(exc)) from exc
         except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:
+                raise ConnectionLost(_decode(exc.smtp_error), 421) from exc
             # MAIL FROM or DATA refused: smtplib has reset the session, which stays usable.
             raise _smtp_error(exc.smtp_code, exc.smtp_error) from exc
         except (OSError, smtplib.SMTPException) as exc:
