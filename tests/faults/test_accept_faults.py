@@ -1,0 +1,106 @@
+"""Accepting under faults: a 202 is kept, and an error answer means nothing is ever sent."""
+
+import collections
+import http.client
+import json
+import random
+import threading
+import time
+
+from ..harness import wait_for
+from .conftest import assert_no_address
+
+POSTS = 50
+RECIPIENTS = 1000
+SEED = 20261122
+
+
+def post(port, body):
+    """POST /email on the live web server; ``(status, document)``."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(
+            "POST", "/email", json.dumps(body), {"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def get(port, path):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def get_ok(port):
+    try:
+        return get(port, "/__lbheartbeat__")[0] == 200
+    except OSError:
+        return False
+
+
+def test_redis_killed_at_random_points_of_large_posts(
+    aof_redis, relay, settings, start_web, start_worker
+):
+    # Tens of thousands of messages queue up here: no job may reach its lifetime meanwhile.
+    settings["emailsvc.delivery_lifetime_seconds"] = "3600"
+    rng = random.Random(SEED)
+    web = start_web()
+    worker = start_worker(concurrency=2)
+    # How long one POST takes here, undisturbed: the kills are spread over 1.5 times that.
+    warm_up = [f"warm-{i:04d}@example.org" for i in range(RECIPIENTS)]
+    started = time.monotonic()
+    status, document = post(web.port, {"recipients": warm_up, "subject": "s", "content": "c"})
+    span = 1.5 * (time.monotonic() - started)
+    answers = [(status, document, warm_up)]
+    for n in range(POSTS):
+        addresses = [f"p{n:02d}-{i:04d}@example.org" for i in range(RECIPIENTS)]
+        body = {"recipients": addresses, "subject": f"Post {n}", "content": "Body"}
+        result = {}
+        poster = threading.Thread(target=lambda b=body, r=result: r.update(a=post(web.port, b)))
+        poster.start()
+        # Anywhere from before the request is read to after the job is recorded.
+        time.sleep(rng.uniform(0, span))
+        aof_redis.kill()
+        down_for = rng.uniform(0, 2.5)
+        restarter = threading.Timer(down_for, aof_redis.start)
+        restarter.start()
+        poster.join(60)
+        restarter.join()
+        status, document = result["a"]
+        assert status in (202, 503), (status, document)
+        answers.append((status, document, addresses))
+        wait_for(lambda: get_ok(web.port), 10)
+
+    accepted = [(doc["id"], addresses) for status, doc, addresses in answers if status == 202]
+    refused = [addresses for status, _, addresses in answers if status == 503]
+    print(f"\n{len(accepted)} accepted, {len(refused)} refused (seed {SEED})")
+
+    def all_final():
+        for job_id, _ in accepted:
+            code, doc = get(web.port, f"/email/{job_id}")
+            if code != 200 or doc["status"] not in ("sent", "partially_failed", "failed"):
+                return False
+        return True
+
+    assert wait_for(all_final, 240, interval=1)
+    received = collections.Counter(relay.delivered())
+    for job_id, addresses in accepted:
+        code, doc = get(web.port, f"/email/{job_id}")
+        assert (doc["status"], doc["sent"]) == ("sent", RECIPIENTS), doc
+        assert all(received[address] >= 1 for address in addresses)
+    # A refused job that had been written would be started by the watchdog after
+    # emailsvc.watchdog.stall_seconds (2 s here): give it twice that to show it is not.
+    time.sleep(4)
+    received = collections.Counter(relay.delivered())
+    for addresses in refused:
+        assert not any(received[address] for address in addresses)
+    # Duplicates only where Redis died between the relay's 250 and the outcome's record.
+    assert sum(n - 1 for n in received.values()) <= (POSTS + 1) * 2
+    assert_no_address(worker.output(), web.output())
