@@ -3,7 +3,7 @@ PYTHON ?= python3
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: help run test test-unit lint format install clean audit
+.PHONY: help run test test-unit test-faults lint format install clean audit
 
 ## help: list the targets
 help:
@@ -13,9 +13,13 @@ help:
 run: $(STAMP)
 	$(BIN)/pserve development.ini
 
-## test: lint, then the whole suite with coverage (fails below the floor in pyproject.toml)
+## test: lint, then the unit and functional tests with coverage (floor in pyproject.toml)
 test: $(STAMP) lint
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest --cov --cov-report=term --ignore=tests/faults
+
+## test-faults: the fault-injection tests (Redis killed, relay down, workers killed): minutes
+test-faults: $(STAMP)
+	$(BIN)/pytest tests/faults
 
 ## test-unit: the unit tests alone, without coverage (quick: about half a minute)
 test-unit: $(STAMP)

@@ -206,6 +206,13 @@ class RecipientErrors(colander.SequenceSchema):
     error = RecipientError()
 
 
+class LastError(colander.MappingSchema):
+    """Why a job is retrying: the SMTP code (null when the relay could not be reached)."""
+
+    code = colander.SchemaNode(colander.Int(), missing=None)
+    message = colander.SchemaNode(colander.String())
+
+
 class EmailStatusResponse(colander.MappingSchema):
     """The status document of a job; ``sent + failed + pending == total``."""
 
@@ -224,6 +231,15 @@ class EmailStatusResponse(colander.MappingSchema):
     updated_at = colander.SchemaNode(colander.String())
     finished_at = colander.SchemaNode(colander.String(), missing=None)
     errors = RecipientErrors()
+    last_error = LastError(
+        missing=colander.drop,
+        description="While retrying: the error of the last attempt",
+    )
+    next_attempt_at = colander.SchemaNode(
+        colander.String(),
+        missing=colander.drop,
+        description="While retrying: when the next attempt is due (UTC)",
+    )
 
 
 class ErrorDetail(colander.MappingSchema):

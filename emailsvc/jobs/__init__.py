@@ -17,7 +17,10 @@ def check_workers(assembly, timeout):
     """At least one Celery worker answers and consumes this service's queue."""
     settings = assembly.settings
     reply_wait = min(settings["emailsvc.heartbeat.worker_reply_seconds"], timeout)
-    replies = assembly.celery.control.inspect(timeout=reply_wait).active_queues() or {}
+    # One reply is enough (every worker of this service consumes its queue): stop at the
+    # first instead of waiting the whole reply time.
+    inspector = assembly.celery.control.inspect(timeout=reply_wait, limit=1)
+    replies = inspector.active_queues() or {}
     queue = settings["emailsvc.queue"]
     alive = [
         name
