@@ -13,11 +13,11 @@ help:
 run: $(STAMP)
 	$(BIN)/pserve development.ini
 
-## test: lint, then the unit and functional tests with coverage (floor in pyproject.toml)
+## test: lint, then the whole suite with coverage (floor in pyproject.toml), faults included
 test: $(STAMP) lint
-	$(BIN)/pytest --cov --cov-report=term --ignore=tests/faults
+	$(BIN)/pytest --cov --cov-report=term
 
-## test-faults: the fault-injection tests (Redis killed, relay down, workers killed): minutes
+## test-faults: the fault-injection tests alone (Redis, relay and workers killed): minutes
 test-faults: $(STAMP)
 	$(BIN)/pytest tests/faults
 

@@ -59,7 +59,9 @@ def test_relay_down_longer_than_a_retry_budget_loses_nothing(app, relay, start_w
     assert doc and doc["last_error"]["message"] and doc["next_attempt_at"].endswith("Z")
     time.sleep(8)  # far past what three retries used to last (about 3 s with these timings)
     relay.up()
+    back = time.monotonic()
     doc = poll_final(app, job["id"], 90)
+    print(f"\nrelay back: job final {time.monotonic() - back:.1f} s later")
     assert (doc["status"], doc["sent"], doc["failed"], doc["errors"]) == ("sent", 500, 0, [])
     assert copies(relay) == {address: 1 for address in addresses}
     assert_no_address(worker.output())
@@ -111,7 +113,9 @@ def test_redis_killed_mid_job_and_restarted_on_its_aof_loses_nobody(
     aof_redis.kill()
     time.sleep(1.5)
     aof_redis.start()
+    restarted = time.monotonic()
     doc = poll_final(app, job["id"], 120)
+    print(f"\nredis restarted: job final {time.monotonic() - restarted:.1f} s later")
     assert (doc["status"], doc["sent"], doc["failed"], doc["pending"]) == ("sent", 2000, 0, 0)
     received = copies(relay)
     assert set(received) == set(addresses)
@@ -135,6 +139,7 @@ def test_a_killed_worker_main_process_has_its_chunks_resumed_by_another(app, rel
     killed_at = time.monotonic()
     survivor = start_worker(name="survivor", concurrency=WORKER_PROCESSES)
     doc = poll_final(app, job["id"], 120)
+    print(f"\nworker killed: job final {time.monotonic() - killed_at:.1f} s later")
     assert (doc["status"], doc["sent"]) == ("sent", 600)
     # Resumed by the watchdog once the leases lapsed: seconds, not the visibility timeout.
     assert time.monotonic() - killed_at < 60
