@@ -17,6 +17,7 @@ import re
 import time
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from ..logs import log_context
@@ -103,15 +104,20 @@ def start_job(task, job_id):
     """Enqueue every chunk of a job that is still queued."""
     assembly = task.app.assembly
     with log_context(job=job_id):
-        job = assembly.jobs.message(job_id)
-        if job is None:
-            log.info("job %s is gone before it started", job_id)
-            return
-        total, size = int(job["total"]), int(job["chunk_size"])
-        states, _ = assembly.jobs.chunk_states(job_id)
-        for offset, (kind, _, _) in sorted(states.items()):
-            if kind == "q":
-                publish_chunk(task.app, job_id, offset, min(size, total - offset))
+        try:
+            job = assembly.jobs.message(job_id)
+            if job is None:
+                log.info("job %s is gone before it started", job_id)
+                return
+            total, size = int(job["total"]), int(job["chunk_size"])
+            states, _ = assembly.jobs.chunk_states(job_id)
+            for offset, (kind, _, _) in sorted(states.items()):
+                if kind == "q":
+                    publish_chunk(task.app, job_id, offset, min(size, total - offset))
+        except (RedisError, OperationalError) as exc:
+            # The chunks not enqueued stay queued in the job's record: the watchdog
+            # enqueues them (emailsvc.watchdog.stall_seconds).
+            log.warning("job %s: start interrupted (%s)", job_id, type(exc).__name__)
 
 
 def backoff_seconds(settings, attempt, rand=random.random):

@@ -104,3 +104,55 @@ def test_redis_killed_at_random_points_of_large_posts(
     # Duplicates only where Redis died between the relay's 250 and the outcome's record.
     assert sum(n - 1 for n in received.values()) <= (POSTS + 1) * 2
     assert_no_address(worker.output(), web.output())
+
+
+def test_redis_killed_while_10000_recipient_posts_are_recorded(
+    aof_redis, relay, settings, start_web, start_worker
+):
+    settings["emailsvc.delivery_lifetime_seconds"] = "3600"
+    rng = random.Random(SEED + 1)
+    web = start_web()
+    start_worker(concurrency=2)
+    # A body whose last address is invalid is validated whole, then refused: nothing is
+    # recorded, and its time is where the job would be written.
+    invalid = [f"v-{i:05d}@example.org" for i in range(9999)] + ["not an address"]
+    started = time.monotonic()
+    status, _ = post(web.port, {"recipients": invalid, "subject": "s", "content": "c"})
+    assert status == 400
+    validation = time.monotonic() - started
+    answers = []
+    for n in range(4):
+        addresses = [f"big{n}-{i:05d}@example.org" for i in range(10_000)]
+        body = {"recipients": addresses, "subject": f"Big {n}", "content": "Body"}
+        result = {}
+        poster = threading.Thread(target=lambda b=body, r=result: r.update(a=post(web.port, b)))
+        poster.start()
+        # Before, during or after the job's transaction (writing 10,000 recipients).
+        time.sleep(rng.uniform(0.5 * validation, 2.5 * validation))
+        aof_redis.kill()
+        restarter = threading.Timer(rng.uniform(0, 2.5), aof_redis.start)
+        restarter.start()
+        poster.join(60)
+        restarter.join()
+        status, document = result["a"]
+        assert status in (202, 503), (status, document)
+        answers.append((status, document, addresses))
+        wait_for(lambda: get_ok(web.port), 10)
+    print(f"\nanswers: {[status for status, _, _ in answers]}")
+
+    accepted = [(doc["id"], a) for status, doc, a in answers if status == 202]
+
+    def all_final():
+        return all(
+            get(web.port, f"/email/{job_id}")[1]["status"] == "sent" for job_id, _ in accepted
+        )
+
+    # Up to 40,000 messages: minutes on a loaded 2-core machine.
+    assert wait_for(all_final, 900, interval=2)
+    time.sleep(4)  # twice the stall: a refused job that had been written would start by now
+    received = collections.Counter(relay.delivered())
+    for status, _, addresses in answers:
+        if status == 202:
+            assert all(received[address] >= 1 for address in addresses)
+        else:
+            assert not any(received[address] for address in addresses)

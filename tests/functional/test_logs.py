@@ -15,6 +15,8 @@ from ..harness import RecordingHandler, free_port, wait_for
 API_KEY = "k3y-Th4t-mUst-n3ver-b3-l0gged-0123456789"
 SMTP_PASSWORD = "pa55-Th4t-mUst-n3ver-b3-l0gged"
 CONTENT = "C0ntent-That-Stays-Out-Of-Logs"
+# The test relay answers 451 to "busy..." and 550 to "reject..." (tests/harness.py).
+ADDRESSES_THAT_FAIL = ["busy.secret@example.org", "reject.secret@example.org"]
 SUBJECT = "Subj3ct-That-Stays-Out-Of-Logs"
 
 
@@ -74,7 +76,11 @@ def test_a_full_run_at_info_logs_no_secret_and_no_content(
     worker = start_worker(concurrency=1, ini=service.ini)
     try:
         body = {
-            "recipients": [{"email": "ana@example.org", "name": "Ana", "vars": {"v": CONTENT}}],
+            "recipients": [
+                {"email": "ana@example.org", "name": "Ana", "vars": {"v": CONTENT}},
+                # The fault paths log too: a 451 retried until the lifetime ends, a 550.
+                *ADDRESSES_THAT_FAIL,
+            ],
             "subject": SUBJECT,
             "content": CONTENT,
         }
@@ -82,14 +88,16 @@ def test_a_full_run_at_info_logs_no_secret_and_no_content(
         status, job = call(service.url + "/email", body)
         assert status == 202, job
 
-        def sent():
-            return call(job["status_url"])[1]["status"] == "sent"
+        def final():
+            return call(job["status_url"])[1]["status"] == "partially_failed"
 
-        assert wait_for(sent, timeout=30)
+        # The settings' delivery lifetime is a few seconds: the 451 fails after it.
+        assert wait_for(final, timeout=60)
     finally:
         worker.stop()
         service.stop()
-    assert checker.logins == [True] and len(handler.messages) == 1
+    # One login per session: the first delivery and each retry of the 451.
+    assert checker.logins and all(checker.logins) and len(handler.messages) == 1
     logs = {
         "log file": service.log_file.read_text(encoding="utf-8"),
         "pserve output": service.output_path.read_text(encoding="utf-8"),
@@ -97,6 +105,9 @@ def test_a_full_run_at_info_logs_no_secret_and_no_content(
     }
     # The run did log at INFO (the worker's chunk summary), so the checks below mean something.
     assert "chunk at 0: sent 1" in logs["log file"]
+    assert "recipients to retry in" in logs["log file"]
+    assert "delivery lifetime ended" in logs["log file"]
+    addresses = ["ana@example.org", *ADDRESSES_THAT_FAIL]
     for where, text in logs.items():
-        for secret in (API_KEY, API_KEY[:-1], SMTP_PASSWORD, CONTENT, SUBJECT):
+        for secret in (API_KEY, API_KEY[:-1], SMTP_PASSWORD, CONTENT, SUBJECT, *addresses):
             assert secret not in text, f"{secret!r} found in the {where}"
