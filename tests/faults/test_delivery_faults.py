@@ -168,7 +168,7 @@ def test_a_stall_after_the_final_dot_sends_one_copy_again_with_the_same_message_
     app, relay, start_worker
 ):
     start_worker(concurrency=WORKER_PROCESSES)
-    relay.stall_dot, relay.stall_seconds = 1, 3  # past the client's 2 s timeout
+    relay.stall_dot, relay.stall_seconds = 1, 6  # past the client's 5 s timeout
     addresses = recipients(3)
     job = post(app, addresses)
     doc = poll_final(app, job["id"], 60)
