@@ -152,7 +152,7 @@ def test_a_revoked_job_is_gone_unless_delivery_had_begun(store, redis_client):
 
 def test_outcomes_for_a_deleted_job_are_ignored(store):
     job = create(store, 1)
-    store.delete(job)
+    assert store.revoke(job)
     assert store.record_sent(job, 0) == -1
     assert store.status(job, "acme") is None
 

@@ -225,12 +225,6 @@ class JobStore:
         keys += [self._key(job_id, ":errors"), self.watch_key]
         return self._revoke(keys=keys, args=[job_id]) == 1
 
-    def delete(self, job_id):
-        """Remove every key of a job."""
-        keys = [self._key(job_id, p) for p in ("", ":outcomes", ":recipients", ":chunks")]
-        self.redis.delete(*keys, self._key(job_id, ":errors"))
-        self.redis.zrem(self.watch_key, job_id)
-
     # --- delivering a chunk ---
 
     def message(self, job_id):
@@ -315,17 +309,6 @@ class JobStore:
         args = [f"{due:.3f}", member, offset, attempt, now_iso(), json.dumps(error)]
         args += [job_id, next_look, now_iso(due)]
         return self._schedule_retry(keys=keys, args=args) == 1
-
-    def mark_retrying(self, job_id, error=None, due=None):
-        """Say that part of the job waits for a retry (unless it is final)."""
-        fields = {"status": "retrying", "updated_at": now_iso()}
-        if error is not None:
-            fields["last_error"] = json.dumps(error)
-        if due is not None:
-            fields["next_attempt_at"] = now_iso(due)
-        status = self.redis.hget(self._key(job_id), "status")
-        if status and status not in FINAL_STATUSES:
-            self.redis.hset(self._key(job_id), mapping=fields)
 
     # --- the periodic step ---
 
