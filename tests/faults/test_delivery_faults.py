@@ -121,6 +121,7 @@ def test_redis_killed_mid_job_and_restarted_on_its_aof_loses_nobody(
     assert set(received) == set(addresses)
     # At most the messages in flight when Redis died: one per worker process.
     duplicates = sum(n - 1 for n in received.values())
+    print(f"duplicates: {sorted(a for a, n in received.items() if n > 1)}")
     assert duplicates <= len(workers) * WORKER_PROCESSES
     assert_no_address(*(w.output() for w in workers))
 
