@@ -139,3 +139,16 @@ def test_a_finished_job_is_no_longer_watched(assembly):
     queued(assembly)
     assembly.jobs.record_sent(job_id, 0)
     assert assembly.jobs.claim_jobs_to_watch(time.time() + 3600, 10, 30) == []
+
+
+def test_a_published_retry_waiting_in_a_backlog_is_left_alone(assembly):
+    job_id = submit(assembly, ONE_CHUNK, client="acme")  # its start stays in the queue
+    store = assembly.jobs
+    due = time.time()
+    store.schedule_retry(job_id, 0, 2, 1, due, {"code": 421, "message": "busy"})
+    watchdog.publish_due_retries(assembly.celery, due)  # published, behind the start
+    watchdog.look_after_jobs(assembly.celery, due + 62)
+    assert sorted(queued(assembly)) == [
+        (DELIVER_CHUNK, [job_id, 0, 2, 1]),
+        (START_JOB, [job_id]),
+    ]

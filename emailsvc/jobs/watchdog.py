@@ -9,7 +9,8 @@ work of a job, chunk by chunk:
   under it) goes back to the queue at once;
 - a chunk queued long ago (``emailsvc.watchdog.stall_seconds``) that nobody started, while
   the broker's queue is empty, was lost with the queue (a broker restart, a deleted key);
-- a retry that left the schedule without being published (a worker died in between).
+- likewise a retry that left the schedule but never started (a worker died between the
+  two, or the broker lost it).
 
 A job whose delivery lifetime has ended gets its pending recipients failed with the last
 error. Chunks are idempotent (recipients with an outcome are skipped, a lease keeps two
@@ -83,13 +84,14 @@ def _look_after(app, job_id, now, stall, queue_empty):
         count = min(size, total - offset)
         if offset in leased:
             continue
-        lost = (
-            kind == "s"
-            or (kind == "q" and queue_empty and when <= now - stall)
-            or (
-                kind == "r"
-                and when <= now - stall
-                and not store.scheduled_retry(job_id, offset, count, attempt)
+        # A queued chunk, or a retry that left the schedule, may wait in a long backlog:
+        # it is lost only if nothing waits in the queue any more.
+        lost = kind == "s" or (
+            queue_empty
+            and when <= now - stall
+            and (
+                kind == "q"
+                or (kind == "r" and not store.scheduled_retry(job_id, offset, count, attempt))
             )
         )
         if lost:
