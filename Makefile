@@ -52,7 +52,7 @@ $(STAMP): setup.py
 COURSE_VENV = bench/.venv-course
 COURSE_STAMP = $(COURSE_VENV)/.installed
 
-.PHONY: bench-install bench-p1 bench-p2 bench-p3
+.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4
 
 ## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
 bench-install: $(STAMP) $(COURSE_STAMP)
@@ -74,6 +74,10 @@ bench-p2: bench-install
 ## bench-p3: P3, 1-recipient POSTs at 10 connections, emailsvc behind nginx vs the course
 bench-p3: bench-install
 	$(BIN)/python -m bench.run p3
+
+## bench-p4: P4, a job into a relay answering each message after 10 ms, emailsvc vs the course
+bench-p4: bench-install
+	$(BIN)/python -m bench.run p4
 
 ## clean: remove the virtualenv, var/ and every cache
 clean:
