@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -99,10 +100,10 @@ class Bench:
     """The processes and Redis keys of one run; stop() ends every process and deletes the keys."""
 
     def __init__(self):
-        self.directory = tempfile.mkdtemp(prefix="emailsvc-bench-")
-        self.prefix = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}:"
         self.redis = redis.Redis.from_url(REDIS_URL)
         self.redis.ping()
+        self.directory = tempfile.mkdtemp(prefix="emailsvc-bench-")
+        self.prefix = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}:"
         self.processes = []
         self.sink_port = None
 
@@ -113,14 +114,21 @@ class Bench:
         self.processes.append(process)
         return process
 
-    def stop(self):
-        """Stop every process (children included), delete this run's keys and files."""
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        """Stop every process (children included) and delete this run's keys; delete its
+        files too, unless the run failed: then their path is printed, to read the logs."""
         for process in reversed(self.processes):
             process.stop(timeout=15)
         keys = list(self.redis.scan_iter(match=self.prefix + "*", count=1000))
         for start in range(0, len(keys), 1000):
             self.redis.delete(*keys[start : start + 1000])
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if kind is None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        else:
+            print(f"the processes' output is in {self.directory}", file=sys.stderr)
 
     # The SMTP sink and the wire's limit.
 
@@ -240,8 +248,8 @@ class Bench:
 def port_open(port):
     """Something accepts connections on loopback ``port``."""
     try:
-        http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
-        return True
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
     except OSError:
         return False
 
@@ -307,9 +315,8 @@ def header(title):
 
 def p1(repeat, count=RECIPIENTS):
     """P1: one 10,000-recipient job, 2 worker processes, into smtp-sink; and the wire's limit."""
-    bench = Bench()
     figures = Figures()
-    try:
+    with Bench() as bench:
         bench.sink()
         web = bench.emailsvc_web()
         bench.emailsvc_worker(concurrency=2)
@@ -322,8 +329,6 @@ def p1(repeat, count=RECIPIENTS):
             figures.add("emailsvc", emailsvc_delivery(web, count))
             figures.add("course", course_delivery(bench, course, count))
             figures.add("smtp-source -d -s 10", bench.wire_limit(count))
-    finally:
-        bench.stop()
     header(f"P1: one job of {count:,} recipients, 2 worker processes, into smtp-sink (msgs/s)")
     for name in ("emailsvc", "course", "smtp-source -d -s 10"):
         print(figures.line(name, "msgs/s"))
@@ -335,9 +340,8 @@ def p1(repeat, count=RECIPIENTS):
 
 def p2(repeat, count=RECIPIENTS):
     """P2: the time of one POST of 10,000 recipients, straight to each web server."""
-    bench = Bench()
     figures = Figures()
-    try:
+    with Bench() as bench:
         web = bench.emailsvc_web()
         course = bench.course_web()
         # Warm every web process: uwsgi's five each connect to Redis on their first POST.
@@ -351,8 +355,6 @@ def p2(repeat, count=RECIPIENTS):
             status, body, elapsed = post(course, "/api/email/", job(count))
             assert status == 200, (status, body)
             figures.add("course (uwsgi x5)", elapsed * 1000)
-    finally:
-        bench.stop()
     header(f"P2: POST of {count:,} recipients, no worker running (ms)")
     for name in ("emailsvc (waitress)", "course (uwsgi x5)"):
         print(figures.line(name, "ms", digits=1))
@@ -391,10 +393,9 @@ def wrk(directory, port, path, body, headers, seconds):
 
 def p3(repeat, count=1, seconds=10):
     """P3: 1-recipient POSTs at 10 connections, emailsvc behind nginx vs the course's uwsgi x5."""
-    bench = Bench()
     figures = Figures()
     refused = {"emailsvc": 0, "course": 0}
-    try:
+    with Bench() as bench:
         web = bench.emailsvc_web()
         front = bench.nginx(web)
         course = bench.course_web()
@@ -410,8 +411,6 @@ def p3(repeat, count=1, seconds=10):
                 figures.add(f"{name} req/s", rate)
                 figures.add(f"{name} p99", p99)
                 refused[name] += errors
-    finally:
-        bench.stop()
     header(f"P3: POST of {count} recipient(s), 10 connections, wrk -t2 -c10 -d{seconds}s")
     print("  emailsvc: nginx -> pserve production.ini; course: uwsgi (master, 5 processes)")
     for name in ("emailsvc req/s", "course req/s"):
@@ -428,9 +427,8 @@ def p3(repeat, count=1, seconds=10):
 
 def p4(repeat, count=2000, delay_ms=10):
     """P4: one job into a relay answering each message after 10 ms, 2 worker processes."""
-    bench = Bench()
     figures = Figures()
-    try:
+    with Bench() as bench:
         bench.slow_relay(delay_ms)
         web = bench.emailsvc_web()
         bench.emailsvc_worker(concurrency=2)
@@ -441,8 +439,6 @@ def p4(repeat, count=2000, delay_ms=10):
         for _ in range(repeat):
             figures.add("emailsvc", emailsvc_delivery(web, count))
             figures.add("course", course_delivery(bench, course, count))
-    finally:
-        bench.stop()
     header(
         f"P4: one job of {count:,} recipients, 2 worker processes, "
         f"relay answering DATA after {delay_ms:g} ms (msgs/s)"
