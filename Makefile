@@ -49,6 +49,36 @@ $(STAMP): setup.py
 	$(BIN)/pip install --quiet -e ".[testing]"
 	touch $(STAMP)
 
+COURSE_VENV = bench/.venv-course
+COURSE_STAMP = $(COURSE_VENV)/.installed
+
+.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4
+
+## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
+bench-install: $(STAMP) $(COURSE_STAMP)
+
+$(COURSE_STAMP): bench/course/requirements.txt
+	$(PYTHON) -m venv $(COURSE_VENV)
+	$(COURSE_VENV)/bin/pip install --quiet --upgrade pip
+	$(COURSE_VENV)/bin/pip install --quiet -r bench/course/requirements.txt
+	touch $(COURSE_STAMP)
+
+## bench-p1: P1, a 10,000-recipient job into smtp-sink, emailsvc vs the course vs smtp-source
+bench-p1: bench-install
+	$(BIN)/python -m bench.run p1
+
+## bench-p2: P2, the time of a POST of 10,000 recipients, emailsvc vs the course
+bench-p2: bench-install
+	$(BIN)/python -m bench.run p2
+
+## bench-p3: P3, 1-recipient POSTs at 10 connections, emailsvc behind nginx vs the course
+bench-p3: bench-install
+	$(BIN)/python -m bench.run p3
+
+## bench-p4: P4, a job into a relay answering each message after 10 ms, emailsvc vs the course
+bench-p4: bench-install
+	$(BIN)/python -m bench.run p4
+
 ## clean: remove the virtualenv, var/ and every cache
 clean:
 	rm -rf $(VENV) var *.egg-info .pytest_cache .ruff_cache .schemathesis .coverage .coverage.*
