@@ -31,7 +31,12 @@ tests_require = [
     "schemathesis>=4.0",
     "pip-audit>=2.7",
     "bandit>=1.8",
+    # Flower against the service's Celery app (tests/functional/test_flower.py).
+    "flower>=2.0",
 ]
+
+# Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
+flower_require = ["flower>=2.0"]
 
 setup(
     name="emailsvc",
@@ -43,7 +48,7 @@ setup(
     package_data={"emailsvc": ["templates/*.txt"]},
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require},
+    extras_require={"testing": tests_require, "flower": flower_require},
     entry_points={
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],
