@@ -14,6 +14,8 @@ requires = [
     "psutil>=5.9",
     "plaster_pastedeploy>=1.0",
     "cornice_swagger>=1.0.1",
+    # Swagger UI's files for the /docs page, served by the service itself (no CDN).
+    "swagger-ui-bundle>=1.1",
     # The emailsvc-client command: a generic SPORE client driven by GET /spore.
     "britney>=0.5.1",
 ]
