@@ -18,6 +18,8 @@ requires = [
     "swagger-ui-bundle>=1.1",
     # The emailsvc-client command: a generic SPORE client driven by GET /spore.
     "britney>=0.5.1",
+    # Its progress bar on a terminal.
+    "rich>=13.0",
 ]
 
 tests_require = [
@@ -35,6 +37,8 @@ tests_require = [
     "bandit>=1.8",
     # Flower against the service's Celery app (tests/functional/test_flower.py).
     "flower>=2.0",
+    # A terminal emulator: what emailsvc-client leaves on a pseudo-terminal.
+    "pyte>=0.8",
 ]
 
 # Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
