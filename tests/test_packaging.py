@@ -3,7 +3,7 @@
 import subprocess
 from importlib.metadata import metadata
 
-from .servers import ROOT
+from .harness import ROOT
 
 
 def test_the_license_file_is_mit_and_the_package_metadata_names_it():

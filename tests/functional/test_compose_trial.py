@@ -13,17 +13,21 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 
 import psutil
 import pytest
 from aiosmtpd.controller import Controller
 
-from ..servers import ROOT, RecordingHandler, free_port, wait_for
-from .stack import Process, compose, compose_command, local_command, wait_for_http
-
-BIN = os.path.dirname(sys.executable)
+from ..harness import (
+    ROOT,
+    RecordingHandler,
+    compose,
+    compose_command,
+    free_port,
+    local_command,
+    wait_for,
+)
 
 
 def readme_docker_commands():
@@ -57,7 +61,7 @@ def request(port, method, path, body=None, headers=None):
 
 
 def test_the_readme_commands_make_a_key_and_the_stack_sends_mail_with_it(
-    tmp_path, redis_url, redis_prefix, smtp_server
+    tmp_path, redis_url, redis_prefix, smtp_server, start_process
 ):
     keygen, *up = readme_docker_commands()
     assert up and up[0].startswith("docker compose -f docker/docker-compose.yml up")
@@ -65,9 +69,7 @@ def test_the_readme_commands_make_a_key_and_the_stack_sends_mail_with_it(
     words = shlex.split(keygen)
     assert words[-2:] == [">", "docker/.env"]
     command = words[words.index("web") + 1 : -2]
-    made = subprocess.run(
-        [os.path.join(BIN, command[0]), *command[1:]], capture_output=True, text=True, check=True
-    )
+    made = subprocess.run(local_command(command), capture_output=True, text=True, check=True)
     dotenv = dict(line.split("=", 1) for line in made.stdout.splitlines())
     key = made.stderr.splitlines()[1].strip()
 
@@ -81,32 +83,28 @@ def test_the_readme_commands_make_a_key_and_the_stack_sends_mail_with_it(
         "EMAILSVC_HTTP_HOST": "127.0.0.1",
         "EMAILSVC_LOG_FILE": str(tmp_path / "service.log"),
     }
-    web = Process(
+    web = start_process(
         local_command(compose_command("web")) + [f"http_port={port}"],
-        tmp_path / "web.out",
+        "web",
         env=dict(compose_environment("web", dotenv), **local),
-    ).start()
-    worker = Process(
+    )
+    worker = start_process(
         local_command(compose_command("worker")),
-        tmp_path / "worker.out",
+        "worker",
         env=dict(compose_environment("worker", dotenv), **local),
-    ).start()
-    try:
-        worker.wait_for_output(" ready.")
-        wait_for_http(f"http://127.0.0.1:{port}/__lbheartbeat__")
-        body = json.dumps({"recipients": ["ana@example.org"], "subject": "Trial", "content": "Hi"})
-        headers = {"Content-Type": "application/json"}
-        assert request(port, "POST", "/email", body, headers)[0] == 401
-        status, job = request(
-            port, "POST", "/email", body, dict(headers, Authorization=f"Bearer {key}")
-        )
-        assert status == 202, job
-        assert wait_for(lambda: smtp_server.messages, timeout=30)
-        [(_, recipients, message)] = smtp_server.messages
-        assert recipients == ["ana@example.org"] and message["Subject"] == "Trial"
-    finally:
-        web.stop()
-        worker.stop()
+    )
+    worker.wait_for_output(" ready.")
+    web.wait_for_http(f"http://127.0.0.1:{port}/__lbheartbeat__")
+    body = json.dumps({"recipients": ["ana@example.org"], "subject": "Trial", "content": "Hi"})
+    headers = {"Content-Type": "application/json"}
+    assert request(port, "POST", "/email", body, headers)[0] == 401
+    status, job = request(
+        port, "POST", "/email", body, dict(headers, Authorization=f"Bearer {key}")
+    )
+    assert status == 202, job
+    assert wait_for(lambda: smtp_server.messages, timeout=30)
+    [(_, recipients, message)] = smtp_server.messages
+    assert recipients == ["ana@example.org"] and message["Subject"] == "Trial"
 
 
 def _can_unshare():
@@ -146,7 +144,7 @@ def held_smtp():
 
 @pytest.mark.skipif(not _can_unshare(), reason="unshare --pid needs root (or user namespaces)")
 def test_the_web_command_as_pid_1_finishes_its_request_in_flight_and_exits_on_sigterm(
-    tmp_path, redis_url, redis_prefix, held_smtp
+    tmp_path, redis_url, redis_prefix, held_smtp, start_process
 ):
     handler, smtp_port = held_smtp
     port = free_port()
@@ -163,30 +161,27 @@ def test_the_web_command_as_pid_1_finishes_its_request_in_flight_and_exits_on_si
         EMAILSVC_HEARTBEAT_TIMEOUT_SECONDS="60",
     )
     command = ["unshare", "--pid", "--fork", *local_command(compose_command("web"))]
-    outer = Process([*command, f"http_port={port}"], tmp_path / "web.out", env=env).start()
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/__lbheartbeat__")
-        [pserve] = psutil.Process(outer.process.pid).children()
-        with open(f"/proc/{pserve.pid}/status", encoding="ascii") as handle:
-            nspid = next(line for line in handle if line.startswith("NSpid:")).split()
-        assert nspid[-1] == "1", "pserve is PID 1 of its namespace"
+    outer = start_process([*command, f"http_port={port}"], "web", env=env)
+    outer.wait_for_http(f"http://127.0.0.1:{port}/__lbheartbeat__")
+    [pserve] = psutil.Process(outer.process.pid).children()
+    with open(f"/proc/{pserve.pid}/status", encoding="ascii") as handle:
+        nspid = next(line for line in handle if line.startswith("NSpid:")).split()
+    assert nspid[-1] == "1", "pserve is PID 1 of its namespace"
 
-        # /__heartbeat__ checks the relay, whose NOOP is held: the request is in flight.
-        answer = {}
-        client = threading.Thread(
-            target=lambda: answer.update(reply=request(port, "GET", "/__heartbeat__"))
-        )
-        client.start()
-        assert handler.noop_seen.wait(timeout=30)
-        pserve.send_signal(signal.SIGTERM)
-        handler.release.set()
-        client.join(timeout=30)
+    # /__heartbeat__ checks the relay, whose NOOP is held: the request is in flight.
+    answer = {}
+    client = threading.Thread(
+        target=lambda: answer.update(reply=request(port, "GET", "/__heartbeat__"))
+    )
+    client.start()
+    assert handler.noop_seen.wait(timeout=30)
+    pserve.send_signal(signal.SIGTERM)
+    handler.release.set()
+    client.join(timeout=30)
 
-        # The request in flight got its whole answer, then the server ended by itself.
-        status, document = answer["reply"]
-        assert status in (200, 503) and document["checks"]["mail"] == "ok"
-        pserve.wait(timeout=10)
-        # unshare --fork exits with its child's status.
-        assert outer.process.wait(timeout=10) == 0
-    finally:
-        outer.stop(signal.SIGKILL)
+    # The request in flight got its whole answer, then the server ended by itself.
+    status, document = answer["reply"]
+    assert status in (200, 503) and document["checks"]["mail"] == "ok"
+    pserve.wait(timeout=10)
+    # unshare --fork exits with its child's status.
+    assert outer.process.wait(timeout=10) == 0

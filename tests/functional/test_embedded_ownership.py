@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,23 +17,35 @@ import psutil
 import pytest
 import redis
 
-from tests.servers import ROOT, free_port, wait_for
+from tests.harness import ROOT, free_port, local_command, wait_for
 
 from .test_embedded_default import gone, http
 
-BIN = os.path.dirname(sys.executable)
 BODY = {"recipients": ["ana@example.org"], "subject": "Réunion", "content": "Bonjour"}
 
 
 def embedded_env(tmp_path):
-    """The environment of development.ini with its data folder under ``tmp_path/var``."""
-    env = dict(
-        os.environ,
-        EMAILSVC_EMBEDDED_REDIS_FILE=str(tmp_path / "var" / "redis.rdb"),
-        EMAILSVC_OUTBOX_DIR=str(tmp_path / "outbox"),
+    """development.ini's settings with its data folder under ``tmp_path/var``."""
+    return {
+        "EMAILSVC_EMBEDDED_REDIS_FILE": str(tmp_path / "var" / "redis.rdb"),
+        "EMAILSVC_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "EMAILSVC_REDIS_URL": None,
+    }
+
+
+def run(command, tmp_path, stdin=None):
+    """Run a script that loads the ini, to its end, in the same environment."""
+    env = {key: value for key, value in os.environ.items() if key != "EMAILSVC_REDIS_URL"}
+    env.update((k, v) for k, v in embedded_env(tmp_path).items() if v is not None)
+    return subprocess.run(
+        local_command(command),
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    env.pop("EMAILSVC_REDIS_URL", None)
-    return env
 
 
 def lock_state(tmp_path):
@@ -73,64 +84,42 @@ def job_is_sent(port):
     return wait_for(sent, timeout=30, interval=0.2)
 
 
-def start_pserve(tmp_path, *args, name="pserve"):
-    """``pserve ARGS`` in a session of its own (so the test can play Ctrl-C on it)."""
-    log = open(tmp_path / f"{name}.log", "wb")
-    process = subprocess.Popen(
-        [os.path.join(BIN, "pserve"), *args],
-        cwd=ROOT,
-        env=embedded_env(tmp_path),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    return process
+def start_pserve(start_process, tmp_path, *args):
+    """``pserve ARGS`` on development.ini's embedded default, in a process group of its own."""
+    command = local_command(["pserve", *args])
+    return start_process(command, "pserve", env=embedded_env(tmp_path))
 
 
-def wait_until_serving(tmp_path, process, port, workers_ready=1, name="pserve"):
-    log = tmp_path / f"{name}.log"
-
+def wait_until_serving(tmp_path, server, port, workers_ready=1):
     def ready():
-        text = log.read_text(errors="replace")
         return (
-            process.poll() is not None
+            server.process.poll() is not None
             or "redis" in lock_state(tmp_path)
-            and text.count(" ready.") >= workers_ready
+            and server.output().count(" ready.") >= workers_ready
             and answers(port)
         )
 
-    assert wait_for(ready, timeout=60, interval=0.2) and process.poll() is None, log.read_text()
+    assert wait_for(ready, 60, 0.2) and server.process.poll() is None, server.output()
 
 
 @pytest.fixture
-def serving(tmp_path):
-    """``pserve development.ini`` with its embedded Redis and worker, stopped afterwards."""
+def serving(tmp_path, start_process):
+    """``pserve development.ini`` with its embedded Redis and worker (stopped after)."""
     port = free_port()
-    process = start_pserve(tmp_path, "development.ini", f"http_port={port}")
-    try:
-        wait_until_serving(tmp_path, process, port)
-        yield process, port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+    server = start_pserve(start_process, tmp_path, "development.ini", f"http_port={port}")
+    wait_until_serving(tmp_path, server, port)
+    return server, port
 
 
 def test_a_second_server_on_the_same_folder_refuses_and_changes_nothing(tmp_path, serving):
     first, port = serving
     before = lock_state(tmp_path)
-    assert before["server"] == first.pid
+    assert before["server"] == first.process.pid
 
-    result = subprocess.run(
-        [os.path.join(BIN, "pserve"), "development.ini", f"http_port={free_port()}"],
-        cwd=ROOT,
-        env=embedded_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run(["pserve", "development.ini", f"http_port={free_port()}"], tmp_path)
     assert result.returncode == 1
-    assert f"another emailsvc server (pid {first.pid}) runs the embedded Redis" in result.stderr
+    message = f"another emailsvc server (pid {first.process.pid}) runs the embedded Redis"
+    assert message in result.stderr
     assert "EMAILSVC_REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -146,25 +135,14 @@ def test_scripts_that_load_the_ini_neither_start_nor_stop_the_servers_redis(
     _, port = serving
     before = lock_state(tmp_path)
     scripts = {
-        "proutes": ([os.path.join(BIN, "proutes"), "development.ini"], None),
-        "pshell": (
-            [os.path.join(BIN, "pshell"), "development.ini"],
-            "print('ping', registry.emailsvc.redis.ping())\n",
-        ),
-        "emailsvc-spore": ([os.path.join(BIN, "emailsvc-spore"), "development.ini"], None),
+        "proutes": None,
+        "pshell": "print('ping', registry.emailsvc.redis.ping())\n",
+        "emailsvc-spore": None,
     }
     timings, outputs = {}, {}
-    for name, (command, stdin) in scripts.items():
+    for name, stdin in scripts.items():
         started = time.monotonic()
-        result = subprocess.run(
-            command,
-            cwd=ROOT,
-            env=embedded_env(tmp_path),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run([name, "development.ini"], tmp_path, stdin)
         timings[name] = time.monotonic() - started
         outputs[name] = result.stdout
         assert result.returncode == 0, (name, result.stderr)
@@ -179,32 +157,28 @@ def test_scripts_that_load_the_ini_neither_start_nor_stop_the_servers_redis(
 
 
 def test_scripts_without_a_server_start_no_redis_and_leave_no_file(tmp_path):
-    for command in (["proutes", "development.ini"], ["emailsvc-spore", "development.ini"]):
-        result = subprocess.run(
-            [os.path.join(BIN, command[0]), *command[1:]],
-            cwd=ROOT,
-            env=embedded_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    for name in ("proutes", "emailsvc-spore"):
+        result = run([name, "development.ini"], tmp_path)
         assert result.returncode == 0, result.stderr
     # A Redis started even briefly would have left its lock, socket or data files here.
     assert not (tmp_path / "var").exists()
 
 
-def test_reload_keeps_one_redis_and_ctrl_c_leaves_nothing_behind(tmp_path):
+def test_reload_keeps_one_redis_and_ctrl_c_leaves_nothing_behind(tmp_path, start_process):
     port = free_port()
-    monitor = start_pserve(tmp_path, "--reload", "development.ini", f"http_port={port}")
+    server = start_pserve(
+        start_process, tmp_path, "--reload", "development.ini", f"http_port={port}"
+    )
+    monitor = server.process
     try:
-        wait_until_serving(tmp_path, monitor, port)
+        wait_until_serving(tmp_path, server, port)
         first = lock_state(tmp_path)
         assert first["owner"] == monitor.pid and first["server"] != monitor.pid
 
         # A reload (what a changed file triggers): a new server, the same Redis.
         os.kill(monitor.pid, signal.SIGHUP)
         assert wait_for(lambda: lock_state(tmp_path).get("server") != first["server"], 60)
-        wait_until_serving(tmp_path, monitor, port, workers_ready=2)
+        wait_until_serving(tmp_path, server, port, workers_ready=2)
         second = lock_state(tmp_path)
         assert (second["redis"], second["keeper"]) == (first["redis"], first["keeper"])
         assert gone(first["server"])
