@@ -1,53 +1,65 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
-STAMP = $(VENV)/.installed
+# One stamp per set of packages: make run installs what running needs, make test adds
+# what testing needs (pytest, linters, Flower, ...).
+RUN_STAMP = $(VENV)/.installed-run
+TEST_STAMP = $(VENV)/.installed-testing
 
-.PHONY: help run test test-unit test-faults lint format install clean audit
+.PHONY: help run test test-unit test-faults lint format install install-run clean audit
 
 ## help: list the targets
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /'
 
 ## run: the service on the embedded default (Redis, worker and outbox built in)
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/pserve development.ini
 
 ## test: lint, then the whole suite with coverage (floor in pyproject.toml), faults included
-test: $(STAMP) lint
+test: $(TEST_STAMP) lint
 	$(BIN)/pytest --cov --cov-report=term
 
 ## test-faults: the fault-injection tests alone (Redis, relay and workers killed): minutes
-test-faults: $(STAMP)
+test-faults: $(TEST_STAMP)
 	$(BIN)/pytest tests/faults
 
 ## test-unit: the unit tests alone, without coverage (quick: about half a minute)
-test-unit: $(STAMP)
+test-unit: $(TEST_STAMP)
 	$(BIN)/pytest tests --ignore=tests/functional
 
 ## lint: ruff check and ruff format --check
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 ## format: rewrite the code as ruff formats it, and apply ruff's safe fixes
-format: $(STAMP)
+format: $(TEST_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## audit: known vulnerabilities in the installed dependencies, and bandit on the package
-audit: $(STAMP)
-	$(BIN)/pip-audit --skip-editable
-	$(BIN)/bandit -r emailsvc
+## audit: known vulnerabilities in the dependencies (fails if it cannot check them), bandit
+audit: $(TEST_STAMP)
+	bash .ci/audit $(BIN)
+
+## install-run: the virtualenv with the package alone (what make run needs)
+install-run: $(RUN_STAMP)
 
 ## install: the virtualenv with the package and its testing extra
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-$(STAMP): setup.py
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The testing extra includes the package's own requirements: the run stamp holds too.
+$(TEST_STAMP): setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[testing]"
-	touch $(STAMP)
+	touch $@ $(RUN_STAMP)
 
 COURSE_VENV = bench/.venv-course
 COURSE_STAMP = $(COURSE_VENV)/.installed
@@ -55,7 +67,7 @@ COURSE_STAMP = $(COURSE_VENV)/.installed
 .PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4
 
 ## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
-bench-install: $(STAMP) $(COURSE_STAMP)
+bench-install: $(TEST_STAMP) $(COURSE_STAMP)
 
 $(COURSE_STAMP): bench/course/requirements.txt
 	$(PYTHON) -m venv $(COURSE_VENV)

@@ -14,8 +14,12 @@ requires = [
     "psutil>=5.9",
     "plaster_pastedeploy>=1.0",
     "cornice_swagger>=1.0.1",
+    # Swagger UI's files for the /docs page, served by the service itself (no CDN).
+    "swagger-ui-bundle>=1.1",
     # The emailsvc-client command: a generic SPORE client driven by GET /spore.
     "britney>=0.5.1",
+    # Its progress bar on a terminal.
+    "rich>=13.0",
 ]
 
 tests_require = [
@@ -32,19 +36,29 @@ tests_require = [
     "schemathesis>=4.0",
     "pip-audit>=2.7",
     "bandit>=1.8",
+    # Flower against the service's Celery app (tests/functional/test_flower.py).
+    "flower>=2.0",
+    # A terminal emulator: what emailsvc-client leaves on a pseudo-terminal.
+    "pyte>=0.8",
 ]
+
+# Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
+flower_require = ["flower>=2.0"]
 
 setup(
     name="emailsvc",
     version="1.0.0",
     description="A self-hosted email-sending microservice: REST in, SMTP out.",
+    license="MIT",
+    license_files=["LICENSE"],
+    classifiers=["License :: OSI Approved :: MIT License"],
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
     package_data={"emailsvc": ["templates/*.txt"]},
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require},
+    extras_require={"testing": tests_require, "flower": flower_require},
     entry_points={
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],

@@ -104,13 +104,15 @@ def assemble(settings, celery_app=None):
 
 
 def includeme(config):
-    """Type the ini's settings, start the embedded services if asked, keep the Assembly."""
+    """Type the ini's settings, keep the Assembly (and the embedded services, when asked)."""
     settings = load(config.registry.settings)
     embedded = None
     if not settings["emailsvc.redis_url"]:
         from .embedded import EmbeddedServices
 
+        # Nothing starts here: only the serving process starts them (emailsvc.server), so
+        # proutes, pshell or a script loading the ini never start or stop a Redis.
         embedded = EmbeddedServices(settings, getattr(config.registry, "ini_file", None))
-        settings = embedded.start()
+        settings = embedded.settings
     config.registry.emailsvc_embedded = embedded
     config.registry.emailsvc = assemble(settings)

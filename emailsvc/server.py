@@ -2,11 +2,18 @@
 
 It reads ``http_port`` from pserve's command line (``pserve development.ini
 http_port=8080``) with the ini's ``port`` as the default, lets ``EMAILSVC_*`` environment
-variables set the listen address and the trusted proxy, and stops the embedded Redis
-and worker when the server stops.
+variables set the listen address and the trusted proxy, starts the embedded Redis and
+worker before serving (only here: this is the serving process) and stops them after.
+
+SIGTERM stops the server as Ctrl-C does: waitress stops accepting, finishes the requests
+in flight (waitress gives them at most 5 s) and the process exits, also as PID 1 of a
+container, where a signal without a handler would be ignored.
 """
 
 import os
+import signal
+import sys
+import threading
 
 import waitress
 
@@ -47,26 +54,47 @@ def serve(app, global_conf, **settings):
     """Serve ``app`` with waitress; ``settings`` are waitress's, from the ini."""
     options = server_settings(global_conf, settings)
     apply_body_limit(app, options)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    embedded = getattr(getattr(app, "registry", None), "emailsvc_embedded", None)
     try:
+        if embedded is not None:
+            from .embedded import EmbeddedError
+
+            try:
+                embedded.start()
+            except EmbeddedError as exc:
+                print(f"emailsvc: {exc}", file=sys.stderr, flush=True)
+                # pserve turns SystemExit into status 0; this server started nothing and
+                # changed nothing, so it can end at once with a failure status.
+                os._exit(1)
         waitress.serve(app, **options)
     finally:
-        embedded = getattr(getattr(app, "registry", None), "emailsvc_embedded", None)
         if embedded is not None:
             embedded.stop()
 
 
+def _exit_on_sigterm(signum, frame):
+    # waitress ends its loop on SystemExit as on KeyboardInterrupt: it closes the listening
+    # socket and waits for the requests in flight before returning.
+    raise SystemExit()
+
+
 def apply_body_limit(app, settings):
-    """Give waitress the app's ``emailsvc.max_body_bytes`` unless the ini sets a larger limit."""
-    # waitress answers 413 itself (plain text) above its limit; the app answers 413 in
-    # Cornice's format above emailsvc.max_body_bytes. One limit, the app's, unless the ini
-    # sets a larger one for waitress: then clients always get the app's clear answer.
+    """Give waitress a body limit above the app's ``emailsvc.max_body_bytes``.
+
+    The app answers 413 in the API's JSON format above its limit; waitress's own limit
+    (twice the app's unless the ini sets one) stays above it as the last guard against
+    huge bodies, so that clients get the app's clear answer up to there.
+    """
     assembly = getattr(getattr(app, "registry", None), "emailsvc", None)
     if assembly is None:
         return
     limit = assembly.settings["emailsvc.max_body_bytes"]
-    waitress_limit = int(settings.setdefault("max_request_body_size", str(limit)))
-    if waitress_limit < limit:
+    waitress_limit = int(settings.setdefault("max_request_body_size", str(2 * limit)))
+    if waitress_limit <= limit:
         raise ValueError(
-            f"waitress max_request_body_size ({waitress_limit}) is below "
-            f"emailsvc.max_body_bytes ({limit}): requests in between would get waitress's 413"
+            f"waitress max_request_body_size ({waitress_limit}) must be above "
+            f"emailsvc.max_body_bytes ({limit}): requests in between would get waitress's "
+            "plain-text 413 instead of the API's"
         )

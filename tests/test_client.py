@@ -108,3 +108,51 @@ def test_waiting_prints_one_line_per_change_when_not_a_terminal(monkeypatch):
     final = client.wait_for_job(None, "abc", 0, stream)
     assert final["status"] == "sent"
     assert stream.getvalue().count("\n") == 2
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("ana@example.org", "ana@example.org"),
+        ("Ána Dupont <ana@example.org>", {"email": "ana@example.org", "name": "Ána Dupont"}),
+        ('"Dupont, Ána" <ana@example.org>', {"email": "ana@example.org", "name": "Dupont, Ána"}),
+        ("<ana@example.org>", "ana@example.org"),
+    ],
+)
+def test_to_takes_an_address_or_a_name_and_an_address(text, expected):
+    assert client.recipient(text) == expected
+
+
+def test_a_csv_row_is_a_recipient_and_its_other_columns_its_vars(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("email,name,order,city\na@example.org,Ána,12,Lyon\nb@example.org,,13,\n")
+    assert client.read_recipients_csv(str(path)) == [
+        {"email": "a@example.org", "name": "Ána", "vars": {"order": "12", "city": "Lyon"}},
+        {"email": "b@example.org", "vars": {"order": "13", "city": ""}},
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("name,order\nÁna,12\n", "'email' column"), ("email\na@example.org,extra\n", "row 2")],
+)
+def test_a_csv_without_email_or_with_extra_fields_is_a_usage_error(tmp_path, text, message):
+    path = tmp_path / "rows.csv"
+    path.write_text(text)
+    with pytest.raises(client.ClientError, match=message) as caught:
+        client.read_recipients_csv(str(path))
+    assert caught.value.exit_status == client.EXIT_USAGE
+
+
+def test_content_dash_reads_standard_input(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Texte\n"))
+    args = client.parser().parse_args(["send", "--to", "a@example.org", "--subject", "s",
+                                       "--content", "-"])  # fmt: skip
+    assert client.read_content(args) == "Texte\n"
+
+
+def test_send_needs_a_recipient(capsys):
+    with pytest.raises(SystemExit) as caught:
+        client.main(["send", "--subject", "s", "--content", "x"])
+    assert caught.value.code == 2
+    assert "--to, --vars-csv" in capsys.readouterr().err

@@ -7,12 +7,16 @@ from emailsvc.settings import from_ini
 from .harness import NGINX_TEMPLATE, ROOT, compose, compose_command
 
 WEB = ["pserve", "production.ini"]
-WORKER = ["celery", "-A", "emailsvc.worker", "worker", "--ini", "production.ini"]
+WORKER = ["celery", "-A", "emailsvc.worker", "worker", "--ini", "production.ini", "-E"]
 
 
-def test_compose_has_the_five_services_with_their_ports():
+def test_compose_has_the_five_services_with_their_ports_and_flower_on_demand():
     services = compose()["services"]
-    assert set(services) == {"nginx", "web", "worker", "redis", "mailpit"}
+    assert set(services) == {"nginx", "web", "worker", "redis", "mailpit", "flower"}
+    # Flower starts only with --profile monitoring, and listens on this machine only.
+    assert services["flower"]["profiles"] == ["monitoring"]
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    assert services["flower"]["command"][:4] == ["celery", "-A", "emailsvc.worker", "flower"]
     assert services["nginx"]["ports"] == ["80:80"]
     assert services["mailpit"]["ports"] == ["8025:8025"]
     assert "1025" in services["mailpit"]["expose"]
@@ -52,3 +56,29 @@ def test_nginx_body_limit_matches_the_app_and_posts_are_never_retried():
     assert "non_idempotent" not in next_upstream
     for timeout in ("proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout"):
         assert timeout in conf
+
+
+def test_every_service_restarts_and_web_and_worker_get_signals_and_health_checks():
+    services = compose()["services"]
+    assert {name: s.get("restart") for name, s in services.items()} == dict.fromkeys(
+        services, "unless-stopped"
+    )
+    for name in ("web", "worker"):
+        assert services[name]["init"] is True
+        assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
+    # pserve finishes its requests in flight within 5 s of SIGTERM: docker waits longer.
+    assert int(services["web"]["stop_grace_period"].rstrip("s")) > 10
+    # Task events on, for Flower.
+    assert "-E" in services["worker"]["command"]
+
+
+def test_the_api_keys_come_from_an_env_file_that_is_never_committed():
+    environment = compose()["services"]["web"]["environment"]
+    assert environment["EMAILSVC_API_KEYS"] == "${EMAILSVC_API_KEYS:-}"
+    with open(f"{ROOT}/.gitignore", encoding="utf-8") as handle:
+        assert "docker/.env" in handle.read().split()
+    with open(f"{ROOT}/docker/env.example", encoding="utf-8") as handle:
+        example = handle.read()
+    # A placeholder, not a usable entry: no 64-hex-digit digest is committed.
+    assert "EMAILSVC_API_KEYS=trial:<" in example
+    assert not re.search(r"[0-9a-f]{64}", example)

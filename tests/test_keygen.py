@@ -40,3 +40,14 @@ def test_the_printed_entry_lets_the_printed_key_in(settings, capsys):
     body = json.dumps({"recipients": ["a@example.org"], "subject": "s", "content": "c"})
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {lines[1]}"}
     app.post("/email", body, headers=headers, status=202)
+
+
+def test_keygen_env_prints_only_the_env_line_on_stdout_and_the_key_on_stderr(settings, capsys):
+    assert keygen(["--env", "trial"]) == 0
+    captured = capsys.readouterr()
+    [line] = captured.out.splitlines()
+    name, _, entry = line.partition("=")
+    assert name == "EMAILSVC_API_KEYS"
+    key = captured.err.splitlines()[1].strip()
+    assert api_key_entries(entry) == (("trial", hash_key(key)),)
+    assert key not in captured.out

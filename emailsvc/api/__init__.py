@@ -33,6 +33,8 @@ def includeme(config):
     config.include(".email_service")
     config.include(".spore")
     config.include(".openapi")
+    # Pages for people: the index at / and Swagger UI at /docs.
+    config.include(".docs")
 
 
 def _log_authentication(required, keyring):

@@ -7,7 +7,7 @@ from ..jobs.dispatch import submit
 from ..logs import bind
 from . import schemas
 from .auth import SEND_PERMISSION
-from .errors import error_response
+from .errors import error_response, excerpt
 from .limits import within_limits
 from .sender_policy import allowed_sender
 from .validators import json_body_validator
@@ -82,7 +82,8 @@ def get_email_status(request):
     # Another client's job answers 404 like an unknown one: ids are not for enumeration.
     doc = store.status(task_id, request.identity) if _plausible_id(task_id) else None
     if doc is None:
-        return error_response(HTTPNotFound, "path", "task_id", f"No job with id {task_id[:64]!r}")
+        description = f"No job with id {excerpt(task_id)}"
+        return error_response(HTTPNotFound, "path", "task_id", description)
     return doc
 
 

@@ -5,6 +5,7 @@ does not have (405), refusals, unavailable backends and, last, any unexpected ex
 (500, with no internals in the body; the traceback goes to the log).
 """
 
+import json
 import logging
 
 from kombu.exceptions import OperationalError
@@ -22,6 +23,22 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
+EXCERPT_CHARS = 40
+
+
+def excerpt(value, limit=EXCERPT_CHARS):
+    """A short, escaped excerpt of a client's value, for an error message.
+
+    Messages name what was wrong; they never print the client's data back beyond this: at
+    most ``limit`` characters, quoted, with control characters, non-ASCII and ``<>&``
+    escaped as JSON ``\\u`` escapes (harmless in a log line or an HTML page).
+    """
+    text = value if isinstance(value, str) else json.dumps(value, default=repr)
+    short = text[:limit]
+    quoted = json.dumps(short, ensure_ascii=True)
+    for char in "<>&":
+        quoted = quoted.replace(char, f"\\u{ord(char):04x}")
+    return quoted + ("…" if len(text) > limit else "")
 
 
 def error_response(http_class, location, name, description, **headers):
@@ -38,7 +55,7 @@ def error_response(http_class, location, name, description, **headers):
 @notfound_view_config()
 def not_found(request):
     """Unknown URLs answer JSON too."""
-    return error_response(HTTPNotFound, "url", "", f"{request.path} was not found")
+    return error_response(HTTPNotFound, "url", "", f"{excerpt(request.path)} was not found")
 
 
 @forbidden_view_config()

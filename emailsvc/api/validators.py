@@ -3,8 +3,16 @@
 import json
 import re
 
-from cornice.validators import colander_validator
+import colander
 from pyramid.httpexceptions import HTTPRequestEntityTooLarge
+from translationstring import TranslationString
+
+from .errors import excerpt
+
+# colander's message for unknown fields prints their values (a dict repr of the client's
+# data); ours names the fields.
+_UNKNOWN_KEYS = "Unrecognized keys in mapping"
+_MAX_NAMED_FIELDS = 10
 
 # A JSON escape of a UTF-16 surrogate; paired ones are fine, a lone one is no text at all.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -63,5 +71,43 @@ def json_body_validator(request, schema=None, **kwargs):
     cstruct = parsed_json_body(request)
     if request.errors:
         return
-    bound = bound_schema(request.registry, schema)
-    colander_validator(request, schema=bound, deserializer=lambda _: cstruct)
+    validate(request, bound_schema(request.registry, schema), cstruct)
+
+
+def safe_message(request, message):
+    """Translate a colander message, the client's value in it cut to a short excerpt.
+
+    colander's own messages interpolate the value they refused (``"${val}" is not
+    iterable``); here ``${val}`` becomes ``errors.excerpt(val)``, and the message for
+    unknown fields names them instead of printing their values.
+    """
+    if not isinstance(message, TranslationString) or "val" not in (message.mapping or {}):
+        return request.localizer.translate(message)
+    value = message.mapping["val"]
+    if str(message).startswith(_UNKNOWN_KEYS) and isinstance(value, dict):
+        names = sorted(value, key=str)
+        shown = ", ".join(excerpt(name) for name in names[:_MAX_NAMED_FIELDS])
+        more = f" and {len(names) - _MAX_NAMED_FIELDS} more" if len(names) > 10 else ""
+        return f"Unknown fields: {shown}{more}"
+    mapping = dict(message.mapping, val=excerpt(value))
+    # The excerpt brings its own quotes.
+    template = str(message).replace('"${val}"', "${val}")
+    return request.localizer.translate(
+        TranslationString(template, domain=message.domain, mapping=mapping)
+    )
+
+
+def validate(request, schema, cstruct):
+    """Deserialize ``cstruct`` with ``schema`` as Cornice's colander validator does.
+
+    The difference: each message goes through ``safe_message``, so that no answer echoes
+    a client's value back beyond a short, escaped excerpt.
+    """
+    try:
+        deserialized = schema.deserialize(cstruct)
+    except colander.Invalid as exc:
+        for name, message in exc.asdict(translate=lambda m: safe_message(request, m)).items():
+            location, _, field = name.partition(".")
+            request.errors.add(location, field, message)
+    else:
+        request.validated.update(deserialized)

@@ -10,8 +10,10 @@ messages are printed).
 """
 
 import argparse
+import csv
 import json
 import os
+import re
 import sys
 import time
 
@@ -110,34 +112,72 @@ def progress_line(doc, width=30):
     )
 
 
+def poll(client, job_id):
+    """The job's status document; a refusal ends the command."""
+    status_code, doc = call(client, "get_email_status", task_id=job_id)
+    if status_code != 200:
+        fail_with(status_code, doc)
+    return doc
+
+
 def wait_for_job(client, job_id, interval, stream):
-    """Poll the job until its status is final, drawing the progress bar on ``stream``."""
+    """Poll the job until its status is final, showing its progress on ``stream``.
+
+    On a terminal, a rich progress bar redrawn in place; elsewhere (a log, a pipe), one
+    plain line per change.
+    """
+    if stream.isatty():
+        return _wait_with_progress_bar(client, job_id, interval, stream)
     last = None
     while True:
-        status_code, doc = call(client, "get_email_status", task_id=job_id)
-        if status_code != 200:
-            fail_with(status_code, doc)
+        doc = poll(client, job_id)
         line = progress_line(doc)
-        if stream.isatty():
-            stream.write("\r" + line)
-        elif line != last:
-            # Not a terminal (a log, a pipe): one line per change instead of redrawing.
+        if line != last:
             stream.write(line + "\n")
-        stream.flush()
+            stream.flush()
         last = line
         if doc.get("status") in FINAL_STATUSES:
-            if stream.isatty():
-                stream.write("\n")
             return doc
         time.sleep(interval)
 
 
+def _wait_with_progress_bar(client, job_id, interval, stream):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(file=stream)
+    columns = (
+        TextColumn("[bold]{task.fields[status]:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("sent {task.fields[sent]}, failed {task.fields[failed]}"),
+    )
+    with Progress(*columns, console=console, auto_refresh=False) as progress:
+        bar = progress.add_task("job", total=None, status="queued", sent=0, failed=0)
+        while True:
+            doc = poll(client, job_id)
+            sent, failed = doc.get("sent", 0), doc.get("failed", 0)
+            progress.update(
+                bar,
+                total=doc.get("total") or None,
+                completed=sent + failed,
+                status=doc.get("status"),
+                sent=sent,
+                failed=failed,
+            )
+            progress.refresh()
+            if doc.get("status") in FINAL_STATUSES:
+                return doc
+            time.sleep(interval)
+
+
 def read_content(args):
-    """The message text, from ``--content`` or ``--content-file`` (``-`` is standard input)."""
+    """The message text: ``--content TEXT``, or ``--content -`` / ``--content-file FILE``
+    (``-`` is standard input)."""
+    if args.content == "-" or args.content_file == "-":
+        return sys.stdin.read()
     if args.content is not None:
         return args.content
-    if args.content_file == "-":
-        return sys.stdin.read()
     try:
         with open(args.content_file, encoding="utf-8") as handle:
             return handle.read()
@@ -145,11 +185,55 @@ def read_content(args):
         raise ClientError(f"cannot read {args.content_file}: {exc}", EXIT_USAGE) from None
 
 
+_NAMED_ADDRESS = re.compile(r"^\s*(.*?)\s*<([^<>]+)>\s*$")
+
+
+def recipient(text):
+    """``--to`` value: ``addr@example.org`` or ``Name <addr@example.org>``."""
+    match = _NAMED_ADDRESS.match(text)
+    if not match:
+        return text.strip()
+    name, address = match[1].strip(), match[2].strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]
+    return {"email": address, "name": name} if name else address
+
+
+def read_recipients_csv(path):
+    """Recipients from a CSV file with a header row: ``email``, optional ``name``, and any
+    other column as a template variable of that row's recipient."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ClientError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
+    if rows and "email" not in rows[0]:
+        raise ClientError(f"{path}: the first row must name an 'email' column", EXIT_USAGE)
+    result = []
+    for number, row in enumerate(rows, start=2):
+        if None in row:
+            raise ClientError(f"{path}, row {number}: more fields than columns", EXIT_USAGE)
+        entry = {"email": (row.pop("email") or "").strip()}
+        name = (row.pop("name", "") or "").strip()
+        if name:
+            entry["name"] = name
+        variables = {key: value or "" for key, value in row.items()}
+        if variables:
+            entry["vars"] = variables
+        result.append(entry)
+    return result
+
+
 def command_send(args, client):
     """``send``: submit a job, print the answer, and with ``--wait`` follow it to the end."""
-    payload = {"recipients": args.to, "subject": args.subject, "content": read_content(args)}
+    recipients = [recipient(text) for text in args.to or []]
+    if args.vars_csv:
+        recipients += read_recipients_csv(args.vars_csv)
+    payload = {"recipients": recipients, "subject": args.subject, "content": read_content(args)}
     if args.template:
         payload["template"] = args.template
+    if args.sender:
+        payload["from"] = args.sender
     status_code, doc = call(client, "send_email", payload=payload)
     if status_code != 202:
         fail_with(status_code, doc)
@@ -189,11 +273,27 @@ def parser():
     commands = top.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser("send", parents=[common], help="send one message per recipient")
-    send.add_argument("--to", action="append", required=True, help="a recipient (repeatable)")
+    send.add_argument(
+        "--to",
+        action="append",
+        help='a recipient, "addr@example.org" or "Name <addr@example.org>" (repeatable)',
+    )
+    send.add_argument(
+        "--vars-csv",
+        metavar="FILE",
+        help="recipients from a CSV file: one per row, columns email, name (optional) and "
+        "any others, which become that recipient's template variables",
+    )
+    send.add_argument(
+        "--from",
+        dest="sender",
+        metavar="ADDRESS",
+        help="the From address (in a domain your key may use; the service's default if unset)",
+    )
     send.add_argument("--subject", required=True)
     content = send.add_mutually_exclusive_group(required=True)
-    content.add_argument("--content-file", help="the message text ('-' for standard input)")
-    content.add_argument("--content", help="the message text itself")
+    content.add_argument("--content", help="the message text itself ('-' for standard input)")
+    content.add_argument("--content-file", help="a file with the message text ('-': stdin)")
     send.add_argument("--template", help="the template name (the service's default if unset)")
     send.add_argument("--wait", action="store_true", help="follow the job until it ends")
     send.add_argument(
@@ -209,7 +309,10 @@ def parser():
 
 def main(argv=None):
     """Console script ``emailsvc-client``."""
-    args = parser().parse_args(argv)
+    command_line = parser()
+    args = command_line.parse_args(argv)
+    if args.command == "send" and not (args.to or args.vars_csv):
+        command_line.error("the recipients: give --to, --vars-csv or both")
     try:
         client = connect(args.url, args.api_key)
         return args.handler(args, client)

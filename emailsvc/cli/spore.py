@@ -10,15 +10,13 @@ def describe_ini(path):
     """Build the app an ini file configures and return its description, without base_url."""
     from pyramid.paster import get_app
 
+    # Loading the app connects to nothing and starts nothing (the embedded Redis and worker
+    # belong to the serving pserve only), so this works next to a running server.
     app = get_app(path)
     try:
         return describe(app.registry)
     finally:
         app.registry.emailsvc.close()
-        # The embedded default starts a Redis and a worker; stop them again.
-        embedded = getattr(app.registry, "emailsvc_embedded", None)
-        if embedded is not None:
-            embedded.stop()
 
 
 def main(argv=None):

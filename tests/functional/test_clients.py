@@ -181,3 +181,98 @@ def test_cli_reads_content_from_stdin_and_sends_the_api_key(live_service):
 def test_cli_reports_an_unreachable_service_with_exit_1(tmp_path):
     result = run_client("status", "0" * 32, "--url", f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 1 and "cannot read the SPORE description" in result.stderr
+
+
+@pytest.fixture
+def personal_settings(settings, tmp_path):
+    """Templates that use a recipient's name and vars; anonymous may send from example.net."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "default.txt").write_text("${content}\n", encoding="utf-8")
+    (templates / "order.txt").write_text(
+        "Bonjour ${name}, commande ${order}.\n${content}\n", encoding="utf-8"
+    )
+    settings["emailsvc.template_dir"] = str(templates)
+    settings["emailsvc.senders.anonymous"] = "example.net"
+    return settings
+
+
+def test_cli_sends_to_each_csv_row_with_its_columns_as_vars_from_a_chosen_sender(
+    personal_settings, live_service, tmp_path
+):
+    rows = tmp_path / "recipients.csv"
+    rows.write_text("email,name,order\nana@example.org,Ána,1234\nbo@example.org,,5678\n")
+    result = run_client(
+        "send", "--url", live_service.url, "--vars-csv", str(rows), "--from",
+        "news@example.net", "--subject", "Commande", "--template", "order", "--content", "-",
+        "--wait", "--interval", "0.2", stdin="À bientôt\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    bodies = {
+        rcpts[0]: (message["From"], message.get_content())
+        for _, rcpts, message in live_service.smtp.messages
+    }
+    assert bodies["ana@example.org"][0].addresses[0].addr_spec == "news@example.net"
+    assert "Bonjour Ána, commande 1234." in bodies["ana@example.org"][1]
+    assert "Bonjour , commande 5678." in bodies["bo@example.org"][1]
+    assert all("À bientôt" in body for _, body in bodies.values())
+
+
+def test_cli_to_takes_a_display_name(live_service):
+    result = run_client(
+        "send", "--url", live_service.url, "--to", "Cé Dupont <ce@example.org>", "--to",
+        "plain@example.org", "--subject", "s", "--content", "x", "--wait", "--interval", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    to = sorted(str(message["To"]) for _, _, message in live_service.smtp.messages)
+    assert to == ["Cé Dupont <ce@example.org>", "plain@example.org"]
+
+
+def run_in_terminal(args, columns=100, rows=24):
+    """Run emailsvc-client with its standard error on a pseudo-terminal.
+
+    Returns (exit status, standard output, the terminal's screen at the end as lines).
+    """
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    import pyte
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    process = subprocess.Popen(
+        [CLIENT, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=dict(os.environ, TERM="xterm-256color"),
+    )
+    os.close(slave)
+    output = bytearray()
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other end closed with the process
+            break
+        if not data:
+            break
+        output += data
+    os.close(master)
+    stdout = process.communicate(timeout=60)[0].decode()
+    screen = pyte.Screen(columns, rows)
+    pyte.ByteStream(screen).feed(bytes(output))
+    return process.returncode, stdout, [line.rstrip() for line in screen.display if line.strip()]
+
+
+def test_cli_progress_bar_redraws_cleanly_on_a_terminal(live_service):
+    status, stdout, screen = run_in_terminal(
+        ["send", "--url", live_service.url, "--to", "a@example.org", "--to", "b@example.org",
+         "--subject", "s", "--content", "x", "--wait", "--interval", "0.05"]
+    )  # fmt: skip
+    assert status == 0 and json.loads(stdout)["status"] == "sent"
+    # One line is left: the bar at its final state, with nothing of the earlier ones.
+    [line] = screen
+    assert line.startswith("sent ") and "2/2" in line and line.endswith("sent 2, failed 0")
+    assert "queued" not in line and "sending" not in line and "senting" not in line

@@ -84,3 +84,6 @@ def test_pserve_development_ini_runs_everything_and_stops_everything(tmp_path, s
         f"left running: {[pid for pid in pids if not gone(pid)]}\n" + log_path.read_text()
     )
     assert "embedded Redis stopped" in log_path.read_text()
+    # The socket is gone and the lock free (emptied, so that it names no owner).
+    assert not (tmp_path / "redis" / "redis.sock").exists()
+    assert (tmp_path / "redis" / "embedded.lock").read_text() == ""

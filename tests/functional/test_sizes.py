@@ -28,14 +28,15 @@ def test_the_default_content_limit_is_one_mebibyte(settings):
     assert app.registry.emailsvc.settings["emailsvc.max_content_bytes"] == 1024 * 1024
 
 
-def test_waitress_gets_the_apps_body_limit_and_never_a_smaller_one(settings):
+def test_waitress_limit_stays_above_the_apps_so_that_the_app_answers(settings):
     app = main({}, **dict(settings, **{"emailsvc.max_body_bytes": "8192"}))
     server = {}
     apply_body_limit(app, server)
-    assert server["max_request_body_size"] == "8192"
+    assert server["max_request_body_size"] == "16384"
     apply_body_limit(app, {"max_request_body_size": "9000"})
-    with pytest.raises(ValueError, match="below emailsvc.max_body_bytes"):
-        apply_body_limit(app, {"max_request_body_size": "4096"})
+    for too_small in ("8192", "4096"):
+        with pytest.raises(ValueError, match="must be above emailsvc.max_body_bytes"):
+            apply_body_limit(app, {"max_request_body_size": too_small})
 
 
 def test_production_ini_limits_are_consistent():
@@ -45,7 +46,8 @@ def test_production_ini_limits_are_consistent():
 
     app_settings = from_ini("production.ini", environ={})
     server = get_settings("production.ini", "server:main")
-    assert int(server["max_request_body_size"]) == app_settings["emailsvc.max_body_bytes"]
+    # waitress's limit is only the last guard, above the app's JSON 413.
+    assert int(server["max_request_body_size"]) > app_settings["emailsvc.max_body_bytes"]
     assert int(server["max_request_header_size"]) <= 65536
     assert app_settings["emailsvc.max_content_bytes"] < int(server["max_request_body_size"])
 
@@ -67,8 +69,20 @@ def request(live, body=b"", headers=None):
         connection.close()
 
 
-def test_live_body_over_the_limit_gets_413(live):
-    status, _ = request(live, json.dumps(dict(VALID, content="x" * 70000)).encode())
+def test_live_body_over_the_limit_gets_the_apps_413_in_json(live):
+    # Without nginx: waitress (limit 131072, twice the app's) hands the body to the app.
+    status, body = request(live, json.dumps(dict(VALID, content="x" * 70000)).encode())
+    assert status == 413
+    [error] = json.loads(body)["errors"]
+    assert error == {
+        "location": "body",
+        "name": "",
+        "description": "Request body is larger than 65536 bytes",
+    }
+
+
+def test_live_body_over_waitress_last_guard_is_still_refused(live):
+    status, _ = request(live, json.dumps(dict(VALID, content="x" * 140000)).encode())
     assert status == 413
 
 
