@@ -1,4 +1,7 @@
-"""The periodic step against a real Redis and broker: what it re-enqueues, and what it fails."""
+"""The periodic step against a real Redis and broker: what it re-enqueues, and what it fails.
+
+Each test runs twice: with the job store's Redis as the broker, and with RabbitMQ.
+"""
 
 import json
 import time
@@ -19,8 +22,9 @@ BODY = {
 }
 
 
-@pytest.fixture
-def assembly(settings):
+@pytest.fixture(params=["redis", "rabbitmq"])
+def assembly(request, settings):
+    """The parts of the service, with the job store's Redis or RabbitMQ as the broker."""
     values = dict(
         settings,
         **{
@@ -29,6 +33,8 @@ def assembly(settings):
             "emailsvc.delivery_lifetime_seconds": "3600",
         },
     )
+    if request.param == "rabbitmq":
+        values["emailsvc.broker_url"] = request.getfixturevalue("rabbitmq").url
     built = assemble(load(values, environ={}))
     yield built
     built.close()
@@ -37,8 +43,10 @@ def assembly(settings):
 def queued(assembly):
     """The tasks waiting in the queue, as ``(name, args)``, consumed from it."""
     found = []
-    with assembly.celery.connection_for_read() as connection:
-        queue = connection.SimpleQueue(assembly.settings["emailsvc.queue"])
+    app = assembly.celery
+    with app.connection_for_read() as connection:
+        # The queue as the app declares it (on RabbitMQ, a quorum queue).
+        queue = connection.SimpleQueue(app.amqp.queues[assembly.settings["emailsvc.queue"]])
         try:
             while True:
                 try:
