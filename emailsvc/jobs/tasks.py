@@ -146,6 +146,10 @@ def configure_celery(app, settings, assembly):
         # Acknowledge after the chunk ran, and requeue it when a worker dies mid-chunk.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # When the broker connection drops (a Redis failover, a RabbitMQ node lost), a chunk
+        # in progress finishes under its lease rather than being killed mid-message; the
+        # copy the broker hands out again waits for that lease.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_prefetch_multiplier=1,
         worker_pool="prefork",
         worker_hijack_root_logger=False,
