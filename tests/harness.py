@@ -27,7 +27,6 @@ import yaml
 from aiosmtpd.controller import Controller
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPOSE_FILE = os.path.join(ROOT, "docker", "docker-compose.yml")
 NGINX_TEMPLATE = os.path.join(ROOT, "docker", "nginx", "templates", "default.conf.template")
 
 
@@ -471,9 +470,9 @@ def wait_gone(processes, timeout=10):
     return alive(processes)
 
 
-def compose():
-    """The parsed docker-compose.yml."""
-    with open(COMPOSE_FILE, encoding="utf-8") as handle:
+def compose(name="docker-compose.yml"):
+    """The parsed docker-compose.yml (or another compose file of docker/)."""
+    with open(os.path.join(ROOT, "docker", name), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
