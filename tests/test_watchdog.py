@@ -147,3 +147,20 @@ def test_a_finished_job_is_no_longer_watched(assembly):
     queued(assembly)
     assembly.jobs.record_sent(job_id, 0)
     assert assembly.jobs.claim_jobs_to_watch(time.time() + 3600, 10, 30) == []
+
+
+def test_a_queue_rabbitmq_refuses_to_redeclare_is_never_taken_for_empty(settings, rabbitmq):
+    # A classic queue of the same name (declared before the service used quorum queues):
+    # its length cannot be read, so no queued chunk is taken for lost.
+    settings = dict(settings, **{"emailsvc.broker_url": rabbitmq.url})
+    built = assemble(load(settings, environ={}))
+    try:
+        with built.celery.connection_for_write() as connection:
+            connection.default_channel.queue_declare(
+                settings["emailsvc.queue"], durable=True, auto_delete=False
+            )
+        assert watchdog._queue_is_empty(built.celery) is False
+    finally:
+        with built.celery.connection_for_write() as connection:
+            connection.default_channel.queue_delete(settings["emailsvc.queue"])
+        built.close()

@@ -100,7 +100,9 @@ def amqp_broker(settings, url):
     enqueued survives the loss of a node. The queue is bound to a topic exchange so that
     the short countdowns of the chunk task (a chunk another worker still holds) wait in
     RabbitMQ (Celery's native delayed delivery), not in a worker's memory: quorum queues
-    have no global QoS, so a worker cannot fetch past a message it holds for later.
+    have no global QoS, so a worker cannot fetch past a message it holds for later. Celery
+    sees the quorum queue (``worker_detect_quorum_queues``, on by default) and gives each
+    consumer its own prefetch.
     """
     name = settings["emailsvc.queue"]
     queue = Queue(

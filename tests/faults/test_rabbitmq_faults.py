@@ -44,8 +44,11 @@ def test_a_killed_worker_with_rabbitmq_has_its_chunks_resumed_by_another_within_
     # The watchdog looks only after a minute without progress: what resumes the chunks
     # here is RabbitMQ's redelivery, not the watchdog.
     settings["emailsvc.watchdog.stall_seconds"] = "60"
-    relay.delay = 0.2  # a chunk of 50 takes about 10 s
-    addresses = [f"r{i:05d}@example.org" for i in range(100)]  # two chunks, one per process
+    # Two chunks, one per process of the doomed worker, each lasting about 25 s: long
+    # enough for the survivor to start on a busy machine before they end.
+    settings["emailsvc.chunk_size"] = "100"
+    relay.delay = 0.25
+    addresses = [f"r{i:05d}@example.org" for i in range(200)]
     with service(settings) as app:
         doomed = start_worker(name="doomed", concurrency=WORKER_PROCESSES)
         body = {"recipients": addresses, "subject": "Fault test", "content": "Body"}
@@ -54,7 +57,7 @@ def test_a_killed_worker_with_rabbitmq_has_its_chunks_resumed_by_another_within_
         # The survivor is idle when the doomed worker dies: it has nothing of this job.
         survivor = start_worker(name="survivor", concurrency=WORKER_PROCESSES)
         before = len(relay.delivered())
-        assert before < len(addresses) - 20, "the doomed worker finished before the kill"
+        assert before < len(addresses) - 40, "the doomed worker finished before the kill"
         children = psutil.Process(doomed.process.pid).children(recursive=True)
         doomed.process.send_signal(signal.SIGKILL)
         for child in children:
@@ -62,7 +65,7 @@ def test_a_killed_worker_with_rabbitmq_has_its_chunks_resumed_by_another_within_
             child.kill()
         killed_at = time.monotonic()
         doc = wait_final(lambda: status(app, job["id"]), 120)
-    assert (doc["status"], doc["sent"], doc["failed"], doc["pending"]) == ("sent", 100, 0, 0)
+    assert (doc["status"], doc["sent"], doc["failed"], doc["pending"]) == ("sent", 200, 0, 0)
     received = collections.Counter(relay.delivered())
     assert set(received) == set(addresses)
     assert sum(n - 1 for n in received.values()) <= WORKER_PROCESSES

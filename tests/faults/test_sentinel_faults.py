@@ -5,8 +5,9 @@ store and the broker both find the primary through the sentinel. Replication is
 asynchronous: what the primary acknowledged in the moment before it died may not have
 reached the replica, so the outcomes of the messages sent in that moment can be lost and
 those messages sent again. The test asserts exactly that window: every recipient is
-delivered, and every recipient delivered twice had its first copy sent within the last
-second before the primary died (on loopback the replica trails by far less).
+delivered, and every recipient delivered twice had its first copy sent in the last moment
+before the primary died (two seconds allowed for a busy machine; on loopback the replica
+trails by milliseconds).
 """
 
 import collections
@@ -21,7 +22,7 @@ from ..harness import wait_for
 from .conftest import assert_no_address, wait_final
 
 WORKER_PROCESSES = 2  # prefork children per worker
-WINDOW = 1.0  # seconds before the primary died in which a lost outcome may have been written
+WINDOW = 2.0  # seconds before the primary died in which a lost outcome may have been written
 
 
 @contextlib.contextmanager
