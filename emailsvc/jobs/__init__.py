@@ -1,16 +1,23 @@
 """Jobs: their records in Redis, their dispatch into chunks, and the delivery of a chunk.
 
-``config.include("emailsvc.jobs")`` adds the heartbeat checks of Redis (the job store and
-the broker) and of the workers that consume the queue.
+``config.include("emailsvc.jobs")`` adds the heartbeat checks of Redis (the job store, and
+the broker unless ``emailsvc.broker_url`` names another), of that other broker, and of the
+workers that consume the queue.
 """
 
 from ..checks import CheckFailed
 
 
 def check_redis(assembly, timeout):
-    """Redis answers PING (the job store and the broker are the same server)."""
+    """Redis answers PING (the job store, and the broker when it is the same server)."""
     if not assembly.redis.ping():
         raise CheckFailed("PING was not answered")
+
+
+def check_broker(assembly, timeout):
+    """The broker of ``emailsvc.broker_url`` accepts a connection."""
+    with assembly.celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=0, timeout=timeout)
 
 
 def check_workers(assembly, timeout):
@@ -32,6 +39,8 @@ def check_workers(assembly, timeout):
 
 
 def includeme(config):
-    """Register the checks of the job store and of the workers."""
+    """Register the checks of the job store, of a broker of its own, and of the workers."""
     config.add_heartbeat_check("redis", check_redis)
+    if config.registry.emailsvc.settings["emailsvc.broker_url"]:
+        config.add_heartbeat_check("broker", check_broker)
     config.add_heartbeat_check("workers", check_workers)

@@ -15,8 +15,10 @@ import logging
 import random
 import re
 import time
+from urllib.parse import quote
 
 from celery import Celery
+from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -36,6 +38,8 @@ class EmailsvcCelery(Celery):
     assembly = None
     #: The ini file a worker was configured from (``--ini``), for its logging set-up.
     ini_file = None
+    #: Options of every publish (RabbitMQ: how long to wait for the broker's confirmation).
+    publish_options = {}
 
 
 def new_celery_app(current=False):
@@ -48,10 +52,75 @@ def new_celery_app(current=False):
 
 
 def broker_url(redis_url):
-    """Translate a redis-py URL into the form kombu expects (unix sockets differ)."""
+    """Translate a redis-py URL into the form kombu expects (unix sockets and Sentinel differ)."""
+    group = getattr(redis_url, "sentinel", None)
+    if group is not None:
+        # kombu's Sentinel transport: one sentinel:// URL per sentinel, ';' between them;
+        # the group's name goes in the transport options (see redis_broker).
+        login = ""
+        if group.username or group.password:
+            login = (
+                f"{quote(group.username or '', safe='')}:{quote(group.password or '', safe='')}@"
+            )
+        return ";".join(
+            f"sentinel://{login}{_host(host)}:{port}/{group.db}" for host, port in group.sentinels
+        )
     if redis_url.startswith("unix://"):
         return "redis+socket://" + redis_url[len("unix://") :]
     return redis_url
+
+
+def _host(host):
+    return f"[{host}]" if ":" in host else host
+
+
+def redis_broker(settings, redis_url):
+    """Celery's broker settings for a Redis broker at ``redis_url`` (a ``RedisURL``)."""
+    options = {
+        "visibility_timeout": settings["emailsvc.visibility_timeout_seconds"],
+        # Every broker key gets our prefix, so several deployments (or test runs) can
+        # share one Redis without seeing each other's queues.
+        "global_keyprefix": settings["emailsvc.redis_prefix"],
+    }
+    if redis_url.sentinel is not None:
+        timeout = settings["emailsvc.redis_timeout_seconds"]
+        options["master_name"] = redis_url.sentinel.service
+        # A primary that vanished without closing its connections (a host lost, not a
+        # process) must be noticed, so that the broker asks the sentinels for the new one.
+        options["socket_timeout"] = timeout
+        options["socket_connect_timeout"] = timeout
+        options["sentinel_kwargs"] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return {"broker_url": broker_url(redis_url), "broker_transport_options": options}
+
+
+def amqp_broker(settings, url):
+    """Celery's broker settings for RabbitMQ at ``url``: a quorum queue, publisher confirms.
+
+    A quorum queue is replicated to a majority of the cluster's nodes before the broker
+    confirms a message, and the publisher waits for that confirmation: the work a POST
+    enqueued survives the loss of a node. The queue is bound to a topic exchange so that
+    the short countdowns of the chunk task (a chunk another worker still holds) wait in
+    RabbitMQ (Celery's native delayed delivery), not in a worker's memory: quorum queues
+    have no global QoS, so a worker cannot fetch past a message it holds for later. Celery
+    sees the quorum queue (``worker_detect_quorum_queues``, on by default) and gives each
+    consumer its own prefetch.
+    """
+    name = settings["emailsvc.queue"]
+    queue = Queue(
+        name,
+        Exchange(name, type="topic"),
+        routing_key=name,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+    return {
+        "broker_url": str(url),
+        "broker_transport_options": {"confirm_publish": True},
+        "broker_connection_timeout": settings["emailsvc.broker_timeout_seconds"],
+        "task_queues": [queue],
+        "task_default_exchange": name,
+        "task_default_exchange_type": "topic",
+        "task_default_routing_key": name,
+    }
 
 
 def configure_celery(app, settings, assembly):
@@ -59,14 +128,15 @@ def configure_celery(app, settings, assembly):
     if app.assembly is not None:
         raise RuntimeError("this Celery app is configured already")
     queue = settings["emailsvc.queue"]
+    broker = settings["emailsvc.broker_url"]
+    if broker.transport == "amqp":
+        app.conf.update(amqp_broker(settings, broker))
+        # A broker under flow control (a memory alarm) would hold a publish forever: a POST
+        # must not hang, it gets its answer (the job is recorded; the watchdog starts it).
+        app.publish_options = {"confirm_timeout": settings["emailsvc.broker_timeout_seconds"]}
+    else:
+        app.conf.update(redis_broker(settings, broker.redis or settings["emailsvc.redis_url"]))
     app.conf.update(
-        broker_url=broker_url(settings["emailsvc.redis_url"]),
-        broker_transport_options={
-            "visibility_timeout": settings["emailsvc.visibility_timeout_seconds"],
-            # Every broker key gets our prefix, so several deployments (or test runs) can
-            # share one Redis without seeing each other's queues.
-            "global_keyprefix": settings["emailsvc.redis_prefix"],
-        },
         broker_connection_retry_on_startup=True,
         # Publishing to a Redis that is down must fail fast: the client gets a 503.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
@@ -79,6 +149,10 @@ def configure_celery(app, settings, assembly):
         # Acknowledge after the chunk ran, and requeue it when a worker dies mid-chunk.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # When the broker connection drops (a Redis failover, a RabbitMQ node lost), a chunk
+        # in progress finishes under its lease rather than being killed mid-message; the
+        # copy the broker hands out again waits for that lease.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_prefetch_multiplier=1,
         worker_pool="prefork",
         worker_hijack_root_logger=False,
@@ -92,12 +166,14 @@ def configure_celery(app, settings, assembly):
 
 def publish_start(app, job_id):
     """Enqueue the start of an accepted job (one small message per job)."""
-    app.tasks[START_JOB].apply_async(args=(job_id,))
+    app.tasks[START_JOB].apply_async(args=(job_id,), **app.publish_options)
 
 
 def publish_chunk(app, job_id, offset, count, attempt=0):
     """Enqueue one chunk of a job: its id and its place, never its recipients."""
-    app.tasks[DELIVER_CHUNK].apply_async(args=(job_id, offset, count, attempt))
+    app.tasks[DELIVER_CHUNK].apply_async(
+        args=(job_id, offset, count, attempt), **app.publish_options
+    )
 
 
 def start_job(task, job_id):
@@ -144,7 +220,7 @@ def deliver_chunk(task, job_id, offset, count, attempt=0):
             if result.busy_for:
                 # Another worker holds the lease (this is a redelivered copy): come back
                 # when it lapses, in case that worker died.
-                raise task.retry(countdown=result.busy_for + 1)
+                raise task.retry(countdown=result.busy_for + 1, **task.app.publish_options)
             if result.transient:
                 _retry_or_fail(assembly, job_id, offset, count, attempt, result)
         except RedisError as exc:

@@ -125,10 +125,17 @@ def _fail_expired(app, job_id, job, states, total, size):
 
 def _queue_is_empty(app):
     """Whether nothing waits in the service's queue (so a queued chunk may have been lost)."""
-    queue = app.assembly.settings["emailsvc.queue"]
+    # The queue as the app declares it: RabbitMQ refuses a declaration whose arguments
+    # differ from the queue's (a quorum queue, durable), and declaring it again with the
+    # same ones is how AMQP reads its length. On Redis this is the length of its list.
+    queue = app.amqp.queues[app.assembly.settings["emailsvc.queue"]]
     try:
         with app.connection_for_read() as connection:
-            return connection.default_channel.queue_declare(queue).message_count == 0
+            try:
+                return queue.bind(connection.default_channel).queue_declare().message_count == 0
+            except connection.channel_errors as exc:
+                log.warning("the queue's length could not be read: %s", exc)
+                return False
     except OperationalError:
         return False
 

@@ -100,7 +100,7 @@ class ScriptableRelay:
         msg = email.message_from_bytes(envelope.original_content, policy=policy.default)
         with self.lock:
             # Kept as soon as the data is complete: a real relay has it queued by now.
-            self.received.append((list(envelope.rcpt_tos), msg["Message-ID"]))
+            self.received.append((list(envelope.rcpt_tos), msg["Message-ID"], time.monotonic()))
         if stall:
             await asyncio.sleep(self.stall_seconds)
         return "250 Message accepted for delivery"
@@ -120,12 +120,17 @@ class ScriptableRelay:
     def delivered(self):
         """Every recipient received, with repeats, in order."""
         with self.lock:
-            return [rcpt for rcpts, _ in self.received for rcpt in rcpts]
+            return [rcpt for rcpts, _, _ in self.received for rcpt in rcpts]
 
     def message_ids(self, recipient):
         """The Message-IDs of every copy ``recipient`` received."""
         with self.lock:
-            return [mid for rcpts, mid in self.received if recipient in rcpts]
+            return [mid for rcpts, mid, _ in self.received if recipient in rcpts]
+
+    def arrivals(self):
+        """``(recipient, time.monotonic() when its message was complete)``, in order."""
+        with self.lock:
+            return [(rcpt, at) for rcpts, _, at in self.received for rcpt in rcpts]
 
 
 @pytest.fixture
