@@ -520,7 +520,7 @@ def _as_text(value):
     return str(value)
 
 
-def _without_password(text):
+def without_password(text):
     """``text`` with the password of any URL in it masked (``//user:****@host``)."""
     return _URL_PASSWORD.sub(r"\1****@", text)
 
@@ -540,7 +540,7 @@ def _convert(setting, name, value, source):
     try:
         return setting.parse(value)
     except ValueError as exc:
-        shown = "(hidden)" if setting.secret else repr(_without_password(str(value))[:100])
+        shown = "(hidden)" if setting.secret else repr(without_password(str(value))[:100])
         raise SettingsError(
             f"{name} ({env_name(name)}) {exc}; got {shown} from {source}"
         ) from None

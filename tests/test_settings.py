@@ -76,6 +76,18 @@ def test_print_settings_masks_secrets(tmp_path, capsys, monkeypatch):
     assert "emailsvc.sender = ops@example.org    (EMAILSVC_SENDER)" in out
 
 
+def test_print_settings_masks_the_password_inside_a_url(tmp_path, capsys, monkeypatch):
+    ini = tmp_path / "x.ini"
+    ini.write_text("[app:main]\nuse = egg:emailsvc\n")
+    monkeypatch.setenv("EMAILSVC_REDIS_URL", "redis://:s3cret-pw@redis:6379/0")
+    monkeypatch.setenv("EMAILSVC_BROKER_URL", "amqp://mq:mq-pw@rabbit:5672/vhost")
+    assert print_settings([str(ini)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret-pw" not in out and "mq-pw" not in out
+    assert "emailsvc.redis_url = redis://:****@redis:6379/0" in out
+    assert "emailsvc.broker_url = amqp://mq:****@rabbit:5672/vhost" in out
+
+
 def test_print_settings_reports_a_bad_value_without_a_traceback(tmp_path, capsys):
     ini = tmp_path / "x.ini"
     ini.write_text("[app:main]\nuse = egg:emailsvc\nemailsvc.chunk_size = lots\n")

@@ -3,7 +3,14 @@
 import argparse
 import sys
 
-from ..settings import DECLARED, SettingsError, env_name, from_ini, markdown_table
+from ..settings import (
+    DECLARED,
+    SettingsError,
+    env_name,
+    from_ini,
+    markdown_table,
+    without_password,
+)
 
 
 def main(argv=None):
@@ -29,6 +36,7 @@ def main(argv=None):
         return 2
     for key, value in sorted(settings.raw().items()):
         secret = key in DECLARED and DECLARED[key].secret
-        shown = "********" if secret and value else value
+        # A URL setting may carry its password in its user information: mask that too.
+        shown = "********" if secret and value else without_password(value)
         print(f"{key} = {shown}    ({env_name(key)})")
     return 0
