@@ -239,6 +239,17 @@ class Bench:
         worker = self.start("course-worker", command, env=self.course_env(), cwd=COURSE)
         worker.wait_for_output(" ready.", timeout=120)
 
+    def both_delivering(self, concurrency=2):
+        """Both services' web and worker, each warmed by a first small job; their web ports."""
+        web = self.emailsvc_web()
+        self.emailsvc_worker(concurrency=concurrency)
+        course = self.course_web()
+        self.course_worker(concurrency=concurrency)
+        # A first small job each: imports, connections and caches are warm for the figures.
+        emailsvc_delivery(web, 10)
+        course_delivery(self, course, 10)
+        return web, course
+
     def course_result(self, task_id):
         """The state Celery's Redis backend holds for ``task_id`` (None until it ends)."""
         raw = self.redis.get(f"{self.prefix}course:celery-task-meta-{task_id}")
@@ -318,13 +329,7 @@ def p1(repeat, count=RECIPIENTS):
     figures = Figures()
     with Bench() as bench:
         bench.sink()
-        web = bench.emailsvc_web()
-        bench.emailsvc_worker(concurrency=2)
-        course = bench.course_web()
-        bench.course_worker(concurrency=2)
-        # A first small job each: imports, connections and caches are warm for the figures.
-        emailsvc_delivery(web, 10)
-        course_delivery(bench, course, 10)
+        web, course = bench.both_delivering()
         for _ in range(repeat):
             figures.add("emailsvc", emailsvc_delivery(web, count))
             figures.add("course", course_delivery(bench, course, count))
@@ -430,12 +435,7 @@ def p4(repeat, count=2000, delay_ms=10):
     figures = Figures()
     with Bench() as bench:
         bench.slow_relay(delay_ms)
-        web = bench.emailsvc_web()
-        bench.emailsvc_worker(concurrency=2)
-        course = bench.course_web()
-        bench.course_worker(concurrency=2)
-        emailsvc_delivery(web, 10)
-        course_delivery(bench, course, 10)
+        web, course = bench.both_delivering()
         for _ in range(repeat):
             figures.add("emailsvc", emailsvc_delivery(web, count))
             figures.add("course", course_delivery(bench, course, count))

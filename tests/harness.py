@@ -23,6 +23,7 @@ from email import message_from_bytes, policy
 
 import psutil
 import redis
+import webtest
 import yaml
 from aiosmtpd.controller import Controller
 
@@ -45,6 +46,31 @@ def wait_for(predicate, timeout, interval=0.1):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def app_service(settings):
+    """The app on ``settings`` through WebTest; its Redis and broker connections closed after."""
+    from emailsvc import main  # here, so that importing the harness configures nothing
+
+    wsgi = main({}, **settings)
+    try:
+        yield webtest.TestApp(wsgi)
+    finally:
+        wsgi.registry.emailsvc.close()
+
+
+def job_status(app, job_id):
+    """The job's status document, or ``unknown`` while the service cannot answer."""
+    response = app.get(f"/email/{job_id}", expect_errors=True)
+    return response.json if response.status_int == 200 else {"status": "unknown"}
+
+
+def queue_size(assembly):
+    """How many tasks wait in the assembly's queue, as its own broker connection sees it."""
+    with assembly.celery.connection_for_read() as connection:
+        declared = connection.default_channel.queue_declare(assembly.settings["emailsvc.queue"])
+        return declared.message_count
 
 
 def redis_url_for_tests():

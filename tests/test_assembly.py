@@ -7,6 +7,8 @@ from emailsvc.jobs.dispatch import submit
 from emailsvc.jobs.tasks import DELIVER_CHUNK
 from emailsvc.settings import load
 
+from .harness import queue_size
+
 BODY = {
     "recipients": [{"email": f"r{i}@example.org", "name": "", "vars": {}} for i in range(5)],
     "subject": "s",
@@ -36,13 +38,6 @@ def assemblies(redis_url, redis_prefix):
     yield build
     for assembly in built:
         assembly.close()
-
-
-def queue_size(assembly):
-    """How many tasks wait in the assembly's queue, as its own broker connection sees it."""
-    with assembly.celery.connection_for_read() as connection:
-        declared = connection.default_channel.queue_declare(assembly.settings["emailsvc.queue"])
-        return declared.message_count
 
 
 def test_two_assemblies_with_different_prefixes_see_neither_queues_nor_jobs(assemblies):

@@ -8,7 +8,7 @@ from emailsvc.jobs import dispatch
 from emailsvc.jobs.dispatch import Revoker, submit
 from emailsvc.settings import load
 
-from .harness import free_port, wait_for
+from .harness import free_port, queue_size, wait_for
 
 BODY = {
     "recipients": [{"email": f"r{i}@example.org", "name": "", "vars": {}} for i in range(5)],
@@ -23,12 +23,6 @@ def assembly(settings):
     built = assemble(load(dict(settings, **{"emailsvc.chunk_size": "2"}), environ={}))
     yield built
     built.close()
-
-
-def queue_size(assembly):
-    with assembly.celery.connection_for_read() as connection:
-        declared = connection.default_channel.queue_declare(assembly.settings["emailsvc.queue"])
-        return declared.message_count
 
 
 def test_a_job_is_recorded_whole_and_started_with_one_message(assembly):

@@ -45,6 +45,27 @@ def get_ok(port):
         return False
 
 
+def post_while_redis_dies(port, body, aof_redis, after, down_for):
+    """POST ``body``; ``after`` seconds later SIGKILL Redis, and restart it ``down_for`` later.
+
+    Returns the answer's (status, document), which must be 202 or 503, once the service
+    answers again.
+    """
+    result = {}
+    poster = threading.Thread(target=lambda: result.update(answer=post(port, body)))
+    poster.start()
+    time.sleep(after)
+    aof_redis.kill()
+    restarter = threading.Timer(down_for, aof_redis.start)
+    restarter.start()
+    poster.join(60)
+    restarter.join()
+    status, document = result["answer"]
+    assert status in (202, 503), (status, document)
+    wait_for(lambda: get_ok(port), 10)
+    return status, document
+
+
 def test_redis_killed_at_random_points_of_large_posts(
     aof_redis, relay, settings, start_web, start_worker
 ):
@@ -62,21 +83,11 @@ def test_redis_killed_at_random_points_of_large_posts(
     for n in range(POSTS):
         addresses = [f"p{n:02d}-{i:04d}@example.org" for i in range(RECIPIENTS)]
         body = {"recipients": addresses, "subject": f"Post {n}", "content": "Body"}
-        result = {}
-        poster = threading.Thread(target=lambda b=body, r=result: r.update(a=post(web.port, b)))
-        poster.start()
         # Anywhere from before the request is read to after the job is recorded.
-        time.sleep(rng.uniform(0, span))
-        aof_redis.kill()
-        down_for = rng.uniform(0, 2.5)
-        restarter = threading.Timer(down_for, aof_redis.start)
-        restarter.start()
-        poster.join(60)
-        restarter.join()
-        status, document = result["a"]
-        assert status in (202, 503), (status, document)
+        status, document = post_while_redis_dies(
+            web.port, body, aof_redis, rng.uniform(0, span), rng.uniform(0, 2.5)
+        )
         answers.append((status, document, addresses))
-        wait_for(lambda: get_ok(web.port), 10)
 
     accepted = [(doc["id"], addresses) for status, doc, addresses in answers if status == 202]
     refused = [addresses for status, _, addresses in answers if status == 503]
@@ -125,20 +136,15 @@ def test_redis_killed_while_10000_recipient_posts_are_recorded(
     for n in range(4):
         addresses = [f"big{n}-{i:05d}@example.org" for i in range(10_000)]
         body = {"recipients": addresses, "subject": f"Big {n}", "content": "Body"}
-        result = {}
-        poster = threading.Thread(target=lambda b=body, r=result: r.update(a=post(web.port, b)))
-        poster.start()
         # Before, during or after the job's transaction (writing 10,000 recipients).
-        time.sleep(rng.uniform(0.5 * validation, 2.5 * validation))
-        aof_redis.kill()
-        restarter = threading.Timer(rng.uniform(0, 2.5), aof_redis.start)
-        restarter.start()
-        poster.join(60)
-        restarter.join()
-        status, document = result["a"]
-        assert status in (202, 503), (status, document)
+        status, document = post_while_redis_dies(
+            web.port,
+            body,
+            aof_redis,
+            rng.uniform(0.5 * validation, 2.5 * validation),
+            rng.uniform(0, 2.5),
+        )
         answers.append((status, document, addresses))
-        wait_for(lambda: get_ok(web.port), 10)
     print(f"\nanswers: {[status for status, _, _ in answers]}")
 
     accepted = [(doc["id"], a) for status, doc, a in answers if status == 202]

@@ -7,34 +7,15 @@ its chunks wait only for their leases in Redis to lapse.
 """
 
 import collections
-import contextlib
 import signal
 import time
 
 import psutil
-import webtest
 
-from emailsvc import main
-
-from ..harness import wait_for
+from ..harness import app_service, job_status, wait_for
 from .conftest import assert_no_address, wait_final
 
 WORKER_PROCESSES = 2  # prefork children per worker
-
-
-@contextlib.contextmanager
-def service(settings):
-    """The app on ``settings`` through WebTest; its broker connections closed afterwards."""
-    wsgi = main({}, **settings)
-    try:
-        yield webtest.TestApp(wsgi)
-    finally:
-        wsgi.registry.emailsvc.close()
-
-
-def status(app, job_id):
-    response = app.get(f"/email/{job_id}", expect_errors=True)
-    return response.json if response.status_int == 200 else {"status": "unknown"}
 
 
 def test_a_killed_worker_with_rabbitmq_has_its_chunks_resumed_by_another_within_10_s(
@@ -49,7 +30,7 @@ def test_a_killed_worker_with_rabbitmq_has_its_chunks_resumed_by_another_within_
     settings["emailsvc.chunk_size"] = "100"
     relay.delay = 0.25
     addresses = [f"r{i:05d}@example.org" for i in range(200)]
-    with service(settings) as app:
+    with app_service(settings) as app:
         doomed = start_worker(name="doomed", concurrency=WORKER_PROCESSES)
         body = {"recipients": addresses, "subject": "Fault test", "content": "Body"}
         job = app.post_json("/email", body, status=202).json
@@ -64,7 +45,7 @@ def test_a_killed_worker_with_rabbitmq_has_its_chunks_resumed_by_another_within_
             # The pool children go with their parent (as they do when a container is killed).
             child.kill()
         killed_at = time.monotonic()
-        doc = wait_final(lambda: status(app, job["id"]), 120)
+        doc = wait_final(lambda: job_status(app, job["id"]), 120)
     assert (doc["status"], doc["sent"], doc["failed"], doc["pending"]) == ("sent", 200, 0, 0)
     received = collections.Counter(relay.delivered())
     assert set(received) == set(addresses)

@@ -11,34 +11,13 @@ trails by milliseconds).
 """
 
 import collections
-import contextlib
 import time
 
-import webtest
-
-from emailsvc import main
-
-from ..harness import wait_for
+from ..harness import app_service, job_status, wait_for
 from .conftest import assert_no_address, wait_final
 
 WORKER_PROCESSES = 2  # prefork children per worker
 WINDOW = 2.0  # seconds before the primary died in which a lost outcome may have been written
-
-
-@contextlib.contextmanager
-def service(settings):
-    """The app on ``settings`` through WebTest; its connections closed afterwards."""
-    wsgi = main({}, **settings)
-    try:
-        yield webtest.TestApp(wsgi)
-    finally:
-        wsgi.registry.emailsvc.close()
-
-
-def status(app, job_id):
-    """The status document, or ``unknown`` while the service cannot answer (no primary)."""
-    response = app.get(f"/email/{job_id}", expect_errors=True)
-    return response.json if response.status_int == 200 else {"status": "unknown"}
 
 
 def test_the_redis_primary_killed_mid_job_fails_over_to_its_replica_and_nobody_is_lost(
@@ -47,7 +26,7 @@ def test_the_redis_primary_killed_mid_job_fails_over_to_its_replica_and_nobody_i
     settings["emailsvc.redis_url"] = sentinel_group.url
     relay.delay = 0.002
     addresses = [f"r{i:05d}@example.org" for i in range(2000)]
-    with service(settings) as app:
+    with app_service(settings) as app:
         workers = [start_worker(name=n, concurrency=WORKER_PROCESSES) for n in ("a", "b")]
         body = {"recipients": addresses, "subject": "Fault test", "content": "Body"}
         job = app.post_json("/email", body, status=202).json
@@ -57,7 +36,7 @@ def test_the_redis_primary_killed_mid_job_fails_over_to_its_replica_and_nobody_i
         replica = sentinel_group.ports["replica"]
         assert wait_for(lambda: sentinel_group.primary_port() == replica, 30, interval=0.05)
         failover = time.monotonic() - killed_at
-        doc = wait_final(lambda: status(app, job["id"]), 120)
+        doc = wait_final(lambda: job_status(app, job["id"]), 120)
         finished = time.monotonic() - killed_at
     assert (doc["status"], doc["sent"], doc["failed"], doc["pending"]) == ("sent", 2000, 0, 0)
     received = collections.Counter(relay.delivered())

@@ -5,25 +5,11 @@ run's RabbitMQ virtual host, or a Redis primary, replica and sentinel of the tes
 """
 
 import collections
-import contextlib
 import json
 
-import webtest
-
-from emailsvc import main
-from tests.harness import wait_for
+from tests.harness import app_service, wait_for
 
 FINAL = {"sent", "partially_failed", "failed", "cancelled"}
-
-
-@contextlib.contextmanager
-def service(settings):
-    """The app on ``settings`` through WebTest; its connections are closed afterwards."""
-    wsgi = main({}, **settings)
-    try:
-        yield webtest.TestApp(wsgi)
-    finally:
-        wsgi.registry.emailsvc.close()
 
 
 def deliver(app, smtp_server, count):
@@ -49,7 +35,7 @@ def test_a_job_goes_through_a_rabbitmq_quorum_queue_with_its_records_in_redis(
     settings, rabbitmq, smtp_server, start_worker, redis_client
 ):
     settings["emailsvc.broker_url"] = rabbitmq.url
-    with service(settings) as app:
+    with app_service(settings) as app:
         start_worker(concurrency=2)
         checks = app.get("/__heartbeat__", status=200).json["checks"]
         assert checks == {"redis": "ok", "broker": "ok", "mail": "ok", "workers": "ok"}
@@ -69,7 +55,7 @@ def test_a_job_goes_through_redis_found_by_sentinel_for_its_records_and_its_queu
     settings, sentinel_group, smtp_server, start_worker
 ):
     settings["emailsvc.redis_url"] = sentinel_group.url
-    with service(settings) as app:
+    with app_service(settings) as app:
         start_worker(concurrency=2)
         assert app.get("/__heartbeat__", status=200).json["status"] == "ok"
         job, doc = deliver(app, smtp_server, 120)
@@ -87,7 +73,7 @@ def test_the_broker_is_checked_on_its_own_when_it_is_not_the_job_store(settings)
     settings["emailsvc.broker_url"] = "amqp://guest:guest@127.0.0.1:1//"
     settings["emailsvc.broker_timeout_seconds"] = "1"
     settings["emailsvc.heartbeat.worker_reply_seconds"] = "0.2"
-    with service(settings) as app:
+    with app_service(settings) as app:
         response = app.get("/__heartbeat__", status=503).json
     assert response["checks"]["broker"] == "error"
     assert response["checks"]["redis"] == "ok"
