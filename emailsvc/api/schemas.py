@@ -6,9 +6,10 @@ They are the single source for validation, the SPORE description and OpenAPI.
 import re
 
 import colander
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 
 from ..mail.templates import RESERVED_VARIABLES
+from .addresses import ascii_address
 
 MAX_SUBJECT_LENGTH = 998
 MAX_NAME_LENGTH = 256
@@ -62,10 +63,9 @@ def checked_address(node, value):
         raise colander.Invalid(node, "Invalid email address: must not contain '=?'")
     try:
         # One address per recipient: "a@x.org, b@y.org" is not an address and fails here.
-        valid = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        return ascii_address(value)
     except EmailNotValidError as exc:
         raise colander.Invalid(node, f"Invalid email address: {exc}") from None
-    return valid.ascii_email
 
 
 class Recipient(colander.SchemaType):
