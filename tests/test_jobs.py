@@ -1,5 +1,6 @@
 """Job records against the real Redis."""
 
+import json
 import time
 
 import pytest
@@ -77,6 +78,22 @@ def test_a_chunk_reads_its_slice_and_only_what_has_no_outcome(store):
     assert todo == [(2, {"email": "r2@example.org", "name": "", "vars": {}})]
     assert [index for index, _ in store.chunk(job, 4, 2)[1]] == [4]
     assert store.chunk(new_id(), 0, 2) == (None, [])
+
+
+def test_recipients_are_read_back_as_written_bare_addresses_stored_bare(store, redis_client):
+    recipients = [
+        {"email": "plain@example.org", "name": "", "vars": {}},
+        {"email": "{brace}@example.org", "name": "", "vars": {}},
+        {"email": "named@example.org", "name": "Zoë", "vars": {}},
+        {"email": "vars@example.org", "name": "", "vars": {"order": "{42}"}},
+    ]
+    job = new_id()
+    store.create(job, recipients, MESSAGE, 10, time.time() + 3600, time.time() + 30)
+    assert [r for _, r in store.chunk(job, 0, 10)[1]] == recipients
+    assert store.recipients(job, 0, 10) == recipients
+    stored = redis_client.lrange(f"{store.prefix}job:{job}:recipients", 0, -1)
+    assert stored[0] == "plain@example.org"
+    assert [json.loads(value) for value in stored[1:]] == recipients[1:]
 
 
 def test_chunks_start_queued_one_per_chunk_size(store):

@@ -4,8 +4,10 @@ Layout, under the configured prefix P (every key of a job expires with the job):
 - ``P job:<id>``            hash: total, sent, failed, status, timestamps, the message
                             fields, client, sender, request id, chunk size, delivery
                             deadline, and while retrying ``last_error``/``next_attempt_at``
-- ``P job:<id>:recipients`` list: one JSON object per recipient, in order; stored once,
-                            chunks read their slice of it
+- ``P job:<id>:recipients`` list: one entry per recipient, in order; stored once, chunks
+                            read their slice of it. A bare address when the recipient
+                            has nothing but its address, else its JSON object
+                            (``encode_recipient``)
 - ``P job:<id>:chunks``     hash: offset -> the chunk's state while it has work left:
                             ``q:<t>`` queued, ``s:<t>`` started, ``r:<t>:<attempt>`` waiting
                             for a retry due at t (seconds since the epoch)
@@ -151,6 +153,27 @@ def chunk_offsets(total, chunk_size):
     return range(0, total, chunk_size)
 
 
+def encode_recipient(recipient):
+    """A recipient as stored: its bare address when it has nothing else, else its JSON.
+
+    Most bulk recipients are bare addresses: storing them as such spares a 10,000-recipient
+    POST 10,000 JSON encodings, and Redis two thirds of their bytes. An address may begin
+    with ``{`` (it is allowed in a local part); such a recipient is stored as JSON, which
+    is what a stored value beginning with ``{`` is read as.
+    """
+    email = recipient["email"]
+    if email[:1] != "{" and all(not value for key, value in recipient.items() if key != "email"):
+        return email
+    return json.dumps(recipient, ensure_ascii=False)
+
+
+def decode_recipient(stored):
+    """The recipient object ``encode_recipient`` stored."""
+    if stored[:1] == "{":
+        return json.loads(stored)
+    return {"email": stored, "name": "", "vars": {}}
+
+
 class JobStore:
     """Reads and writes job records under one key prefix."""
 
@@ -204,7 +227,7 @@ class JobStore:
         chunks = {offset: f"q:{now:.3f}" for offset in chunk_offsets(len(recipients), chunk_size)}
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys[0], mapping=fields)
-            pipe.rpush(keys[1], *(json.dumps(r, ensure_ascii=False) for r in recipients))
+            pipe.rpush(keys[1], *map(encode_recipient, recipients))
             pipe.hset(keys[2], mapping=chunks)
             for key in keys:
                 pipe.expire(key, self.ttl)
@@ -248,7 +271,7 @@ class JobStore:
         # zip stops at the last stored recipient: a count past the end of the job is harmless.
         pairs = zip(recipients, outcomes, strict=False)
         todo = [
-            (offset + position, json.loads(recipient))
+            (offset + position, decode_recipient(recipient))
             for position, (recipient, outcome) in enumerate(pairs)
             if outcome is None
         ]
@@ -358,7 +381,7 @@ class JobStore:
     def recipients(self, job_id, offset, count):
         """The recipients of a slice, as stored."""
         values = self.redis.lrange(self._key(job_id, ":recipients"), offset, offset + count - 1)
-        return [json.loads(value) for value in values]
+        return [decode_recipient(value) for value in values]
 
     # --- reading ---
 
