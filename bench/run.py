@@ -1,6 +1,6 @@
 """The performance goals of issue 11, each measured side by side with the course's design.
 
-    .venv/bin/python -m bench.run p1|p2|p3|p4 [--repeat N] [--recipients N]
+    .venv/bin/python -m bench.run p1|p2|p3|p4|p5 [--repeat N] [--recipients N]
 
 Every run starts its own processes on loopback (Postfix's smtp-sink, emailsvc's pserve
 and Celery workers as production runs them, nginx on the repository's template, the
@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 
+import psutil
 import redis
 
 from emailsvc.api.auth import hash_key
@@ -195,6 +196,7 @@ class Bench:
             "emailsvc-worker", command, env=dict(self.emailsvc_env(), EMAILSVC_LOG_FILE=log)
         )
         worker.wait_for_output(" ready.", timeout=120)
+        return worker
 
     def nginx(self, upstream_port):
         """nginx on the repository's template in front of ``upstream_port``; returns its port."""
@@ -459,7 +461,64 @@ def p4(repeat, count=2000, delay_ms=10):
         )
 
 
-GOALS = {"p1": p1, "p2": p2, "p3": p3, "p4": p4}
+def redis_bytes(bench, pattern):
+    """Bytes Redis reports (MEMORY USAGE, every element counted) for the keys of ``pattern``."""
+    return sum(
+        bench.redis.memory_usage(key, samples=0) or 0
+        for key in bench.redis.scan_iter(match=pattern, count=1000)
+    )
+
+
+def rss_mb(pid):
+    """Resident memory of ``pid`` and its children, MB."""
+    process = psutil.Process(pid)
+    total = sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    return total / 1e6
+
+
+def p5(repeat, count=1_000_000, per_job=RECIPIENTS):
+    """P5: Redis bytes per queued recipient (no worker running), then one worker's memory
+    over ``count`` recipients sent as jobs of 10,000 into smtp-sink."""
+    figures = Figures()
+    with Bench() as bench:
+        bench.sink()
+        web = bench.emailsvc_web()
+        course = bench.course_web()
+        for _ in range(repeat):
+            before = redis_bytes(bench, bench.prefix + "svc:*")
+            status, body, _ = post(web, "/email", job(per_job), AUTH)
+            assert status == 202, (status, body)
+            figures.add(
+                "emailsvc", (redis_bytes(bench, bench.prefix + "svc:*") - before) / per_job
+            )
+            before = redis_bytes(bench, bench.prefix + "course:*")
+            status, body, _ = post(course, "/api/email/", job(per_job))
+            assert status == 200, (status, body)
+            after = redis_bytes(bench, bench.prefix + "course:*")
+            figures.add("course", (after - before) / per_job)
+        header(f"P5: Redis bytes per queued recipient, jobs of {per_job:,}, no worker running")
+        for name in ("emailsvc", "course"):
+            print(figures.line(name, "bytes", digits=1))
+        print("  (goal: emailsvc <= 120)")
+        # The queued jobs are sent first, then count recipients more, while memory is read.
+        worker = bench.emailsvc_worker(concurrency=2)
+        emailsvc_delivery(web, per_job)
+        start = rss_mb(worker.process.pid)
+        samples = [start]
+        for n in range(max(1, count // per_job)):
+            emailsvc_delivery(web, per_job)
+            samples.append(rss_mb(worker.process.pid))
+            if n % 10 == 9:
+                print(f"  {(n + 1) * per_job:,} recipients: worker {samples[-1]:.1f} MB")
+        header(f"P5: worker memory (main process and its 2 children) over {count:,} recipients")
+        print(
+            f"  after warm-up {start:.1f} MB, at the end {samples[-1]:.1f} MB, "
+            f"max {max(samples):.1f} MB"
+        )
+        print(f"  growth {samples[-1] - start:+.1f} MB (goal <= 30)")
+
+
+GOALS = {"p1": p1, "p2": p2, "p3": p3, "p4": p4, "p5": p5}
 
 
 def main(argv=None):
@@ -467,7 +526,9 @@ def main(argv=None):
     parser.add_argument("goal", choices=sorted(GOALS))
     parser.add_argument("--repeat", type=int, default=3, help="repetitions (at least 3)")
     parser.add_argument(
-        "--recipients", type=int, help="recipients per job (P1, P2: 10,000; P3: 1; P4: 2,000)"
+        "--recipients",
+        type=int,
+        help="recipients per job (P1, P2: 10,000; P3: 1; P4: 2,000); P5: in all (1,000,000)",
     )
     args = parser.parse_args(argv)
     if args.repeat < 3:
