@@ -115,7 +115,12 @@ def assemble(settings, celery_app=None):
         keyring=KeyRing(settings["emailsvc.api_keys"]),
         limiter=RateLimiter(client, prefix, settings.limits_for),
         deliverer=Deliverer(
-            jobs, templates, transport, sender, settings["emailsvc.lease_seconds"]
+            jobs,
+            templates,
+            transport,
+            sender,
+            settings["emailsvc.lease_seconds"],
+            connections=settings["emailsvc.smtp.connections"],
         ),
         revoker=Revoker(jobs),
         celery=celery_app if celery_app is not None else new_celery_app(),

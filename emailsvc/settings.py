@@ -322,6 +322,14 @@ SETTINGS = (
     _s("smtp.starttls", boolean, "false", "upgrade the connection with STARTTLS"),
     _s("smtp.ssl", boolean, "false", "TLS from the start (SMTPS)"),
     _s("smtp.timeout_seconds", seconds, "30", "socket timeout towards the relay"),
+    _s(
+        "smtp.connections",
+        integer(1),
+        "1",
+        "concurrent connections to the relay per worker process, each sending the next "
+        "message of the chunk; a crash may then duplicate up to this many messages per "
+        "process (docs/RELIABILITY.md)",
+    ),
     _s("sender", text, "emailsvc@localhost", "the From address (and envelope sender)"),
     _s("sender_name", text, "", "display name of the From header"),
     _s("max_recipients", integer(1), "10000", "recipients per job"),

@@ -236,8 +236,10 @@ class RedisSentinelGroup:
 class RecordingHandler:
     """An aiosmtpd handler that keeps every message, refusing some recipients.
 
-    Local parts starting with ``reject`` get ``550``; with ``busy``, ``451``; messages to
-    ``slow...`` take ``slow_seconds`` to accept.
+    Local parts starting with ``reject`` get ``550``; with ``busy``, ``451``; with ``gone``,
+    ``421`` (the client must end the session); messages to ``slow...`` take
+    ``slow_seconds`` to accept. ``most_in_flight`` is the largest number of messages that
+    were being accepted at once.
     """
 
     slow_seconds = 0.2
@@ -245,6 +247,8 @@ class RecordingHandler:
     def __init__(self):
         self.messages = []
         self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0]
@@ -252,12 +256,19 @@ class RecordingHandler:
             return "550 5.1.1 No such user here"
         if local.startswith("busy"):
             return "451 4.3.0 Try again later"
+        if local.startswith("gone"):
+            return "421 4.3.2 Service shutting down"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if envelope.rcpt_tos and envelope.rcpt_tos[0].startswith("slow"):
-            await asyncio.sleep(self.slow_seconds)
+        self.in_flight += 1  # the server's one event loop: no lock needed
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if envelope.rcpt_tos and envelope.rcpt_tos[0].startswith("slow"):
+                await asyncio.sleep(self.slow_seconds)
+        finally:
+            self.in_flight -= 1
         msg = message_from_bytes(envelope.original_content, policy=policy.default)
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))

@@ -22,10 +22,11 @@ def make_deliverer(redis_url, redis_prefix):
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     store = JobStore(client, redis_prefix, 60)
 
-    def make(port):
+    def make(port, connections=1):
         settings = load({"emailsvc.smtp.host": "127.0.0.1", "emailsvc.smtp.port": port}, {})
         sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
-        return Deliverer(store, Templates(), SMTPTransport(settings), sender)
+        transport = SMTPTransport(settings)
+        return Deliverer(store, Templates(), transport, sender, connections=connections)
 
     yield make
     client.close()
@@ -92,12 +93,49 @@ def test_transient_refusals_are_returned_for_retry_and_not_recorded(make_deliver
     assert doc["errors"][0]["message"].startswith("delivery lifetime ended; last error: ")
 
 
-def test_an_unreachable_relay_leaves_the_whole_chunk_for_retry(make_deliverer):
-    deliverer = make_deliverer(free_port())
+@pytest.mark.parametrize("connections", [1, 4])
+def test_an_unreachable_relay_leaves_the_whole_chunk_for_retry(make_deliverer, connections):
+    deliverer = make_deliverer(free_port(), connections)
     job = create(deliverer.store, recipients("a@example.org", "b@example.org"))
     result = deliverer.deliver_chunk(job, 0, 2)
     assert [i for i, _, _ in result.transient] == [0, 1]
     assert deliverer.store.status(job, "acme")["status"] == "queued"
+
+
+def test_several_connections_send_a_chunk_at_once_each_recipient_once(make_deliverer, smtp_server):
+    deliverer = make_deliverer(smtp_server.port, connections=4)
+    emails = [f"slow{i}@example.org" for i in range(12)] + ["reject@example.org"]
+    job = create(deliverer.store, recipients(*emails))
+    result = deliverer.deliver_chunk(job, 0, 13)
+    assert (result.sent, result.failed, result.transient) == (12, 1, [])
+    delivered = sorted(r for _, rcpts, _ in smtp_server.messages for r in rcpts)
+    assert delivered == sorted(emails[:12])
+    # Messages were accepted side by side, never by more connections than configured.
+    assert 2 <= smtp_server.handler.most_in_flight <= 4
+    assert deliverer.store.status(job, "acme")["status"] == "partially_failed"
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_a_session_the_relay_ends_leaves_its_recipient_for_retry_and_the_rest_go_on(
+    make_deliverer, smtp_server, connections
+):
+    deliverer = make_deliverer(smtp_server.port, connections)
+    emails = [f"a{i}@example.org" for i in range(3)] + ["gone@example.org"]
+    emails += [f"b{i}@example.org" for i in range(6)]
+    job = create(deliverer.store, recipients(*emails))
+    result = deliverer.deliver_chunk(job, 0, len(emails))
+    delivered = [r for _, rcpts, _ in smtp_server.messages for r in rcpts]
+    retry = [r["email"] for _, r, _ in result.transient]
+    assert {e.code for _, _, e in result.transient} == {421}
+    # Nobody is both sent and left for retry, and nobody is lost.
+    assert sorted(delivered + retry) == sorted(emails) and "gone@example.org" in retry
+    assert result.sent == len(delivered) and len(set(delivered)) == len(delivered)
+    if connections == 1:
+        # One connection: what came after the 421 waits for the retry with it.
+        assert retry == emails[3:]
+    else:
+        # The other connections carry on with the rest of the chunk.
+        assert len(delivered) > 3
 
 
 def test_a_chunk_of_a_job_that_is_gone_sends_nothing(make_deliverer, smtp_server):
@@ -115,12 +153,14 @@ def test_a_chunk_another_worker_holds_is_left_to_it(make_deliverer, smtp_server)
     assert smtp_server.messages == []
 
 
+@pytest.mark.parametrize("connections", [1, 4])
 def test_a_chunk_stops_before_its_next_message_when_its_lease_is_lost(
-    make_deliverer, smtp_server, redis_client
+    make_deliverer, smtp_server, redis_client, connections
 ):
-    deliverer = make_deliverer(smtp_server.port)
+    deliverer = make_deliverer(smtp_server.port, connections)
     deliverer.lease_seconds = 3  # renewed every second
-    emails = [f"slow{i}@example.org" for i in range(20)]  # 0.2 s each at the relay
+    count = 20 * connections  # 0.2 s each at the relay: 4 s of work in all
+    emails = [f"slow{i}@example.org" for i in range(count)]
     job = create(deliverer.store, recipients(*emails))
     lease = deliverer.store.lease_key(job, 0)
 
@@ -133,9 +173,9 @@ def test_a_chunk_stops_before_its_next_message_when_its_lease_is_lost(
 
     thief = threading.Thread(target=steal)
     thief.start()
-    result = deliverer.deliver_chunk(job, 0, 20)
+    result = deliverer.deliver_chunk(job, 0, count)
     thief.join()
-    assert result.interrupted and 0 < result.sent < 20
+    assert result.interrupted and 0 < result.sent < count
     assert len(smtp_server.messages) == result.sent
     assert redis_client.get(lease) == "another-worker"  # not released by the old holder
 

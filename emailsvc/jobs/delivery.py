@@ -84,15 +84,59 @@ class LeaseKeeper:
             log.debug("lease of chunk at %s not released: Redis did not answer", self.args[1])
 
 
+class _ChunkRun:
+    """One delivery of a chunk, shared by the threads of its connections."""
+
+    def __init__(self, job_id, job, todo, lease, sender, shared, date, result):
+        self.job_id, self.job, self.lease = job_id, job, lease
+        self.sender, self.shared, self.date = sender, shared, date
+        self.result = result
+        self.stop = threading.Event()
+        #: The last ``DeliveryError`` a lost connection left, for the recipients nobody took.
+        self.connection_error = None
+        #: An unexpected exception of a connection's thread (a Redis error, say).
+        self.crashed = []
+        self._todo = iter(todo)
+        self._lock = threading.Lock()
+
+    def take(self):
+        """The next ``(index, recipient)`` to send, or None when none is left."""
+        with self._lock:
+            return next(self._todo, None)
+
+    def take_rest(self):
+        """Every recipient nobody has taken yet."""
+        with self._lock:
+            return list(self._todo)
+
+    def count(self, outcome):
+        with self._lock:
+            setattr(self.result, outcome, getattr(self.result, outcome) + 1)
+
+    def add_transient(self, index, recipient, error):
+        with self._lock:
+            self.result.transient.append((index, recipient, error))
+
+    def lost_connection(self, exc, current=None):
+        """A session ended: its current recipient (if any) waits for a retry."""
+        error = DeliveryError(exc.code, str(exc), permanent=False)
+        with self._lock:
+            self.connection_error = error
+            if current is not None:
+                self.result.transient.append((*current, error))
+
+
 class Deliverer:
     """Everything a worker process needs to deliver chunks, built once per process."""
 
-    def __init__(self, store, templates, transport, sender, lease_seconds=6):
+    def __init__(self, store, templates, transport, sender, lease_seconds=6, connections=1):
         self.store = store
         self.templates = templates
         self.transport = transport
         self.sender = sender
         self.lease_seconds = lease_seconds
+        #: Concurrent sessions with the relay per chunk (``emailsvc.smtp.connections``).
+        self.connections = connections
 
     def deliver_chunk(self, job_id, offset, count):
         """Deliver the recipients ``offset .. offset+count-1`` that have no outcome yet.
@@ -134,33 +178,29 @@ class Deliverer:
             "content": job["content"],
             "date": format_datetime(date, usegmt=True),
         }
-        try:
-            with self.transport.session() as session:
-                for position, (index, recipient) in enumerate(todo):
-                    if lease.lost.is_set():
-                        result.interrupted = True
-                        break
-                    msgid = message_id(job_id, index, sender.domain)
-                    try:
-                        self._send_one(session, job, recipient, sender, shared, date, msgid)
-                    except ConnectionLost as exc:
-                        error = DeliveryError(exc.code, str(exc), permanent=False)
-                        result.transient.extend((i, r, error) for i, r in todo[position:])
-                        break
-                    except DeliveryError as exc:
-                        if not exc.permanent:
-                            result.transient.append((index, recipient, exc))
-                            continue
-                        self.store.record_failed(
-                            job_id, index, recipient["email"], exc.code, exc.message
-                        )
-                        result.failed += 1
-                    else:
-                        self.store.record_sent(job_id, index)
-                        result.sent += 1
-        except ConnectionLost as exc:
-            error = DeliveryError(exc.code, str(exc), permanent=False)
-            result.transient = [(i, r, error) for i, r in todo]
+        run = _ChunkRun(job_id, job, todo, lease, sender, shared, date, result)
+        connections = min(self.connections, len(todo))
+        if connections == 1:
+            self._send_over_one_connection(run)
+        else:
+            # The relay's replies are waited for with the GIL released: N connections
+            # overlap N round trips. Each takes the next recipient of the chunk in turn.
+            threads = [
+                threading.Thread(target=self._send_over_one_connection, args=(run,))
+                for _ in range(connections)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if run.crashed:
+            # A Redis error (or worse) in one connection's thread: as without threads, it
+            # ends the chunk; the outcomes recorded so far stand.
+            raise run.crashed[0]
+        if not result.interrupted and run.connection_error is not None:
+            # What no connection could take is retried later with the relay's last word.
+            error = run.connection_error
+            result.transient.extend((i, r, error) for i, r in run.take_rest())
         log.info(
             "job %s chunk at %d: sent %d, failed %d, to retry %d, %.2f s",
             job_id,
@@ -171,6 +211,46 @@ class Deliverer:
             time.monotonic() - started,
         )
         return result
+
+    def _send_over_one_connection(self, run):
+        """Send the chunk's next recipients over one session until none is left."""
+        result = run.result
+        try:
+            with self.transport.session() as session:
+                while not run.stop.is_set():
+                    if run.lease.lost.is_set():
+                        result.interrupted = True
+                        run.stop.set()
+                        return
+                    item = run.take()
+                    if item is None:
+                        return
+                    index, recipient = item
+                    msgid = message_id(run.job_id, index, run.sender.domain)
+                    try:
+                        self._send_one(
+                            session, run.job, recipient, run.sender, run.shared, run.date, msgid
+                        )
+                    except ConnectionLost as exc:
+                        run.lost_connection(exc, (index, recipient))
+                        return
+                    except DeliveryError as exc:
+                        if not exc.permanent:
+                            run.add_transient(index, recipient, exc)
+                            continue
+                        self.store.record_failed(
+                            run.job_id, index, recipient["email"], exc.code, exc.message
+                        )
+                        run.count("failed")
+                    else:
+                        self.store.record_sent(run.job_id, index)
+                        run.count("sent")
+        except ConnectionLost as exc:
+            # The session could not be opened (or closed): others may go on without it.
+            run.lost_connection(exc)
+        except Exception as exc:  # noqa: BLE001 - raised again by the chunk's own thread
+            run.crashed.append(exc)
+            run.stop.set()
 
     def _send_one(self, session, job, recipient, sender, shared, date, msgid):
         variables = {**(recipient.get("vars") or {}), **shared}
