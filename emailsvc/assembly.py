@@ -21,6 +21,7 @@ from .jobs.dispatch import Revoker
 from .jobs.records import JobStore
 from .jobs.tasks import configure_celery, new_celery_app
 from .jobs.watchdog import PeriodicStep
+from .logs import use_format
 from .mail.messages import sender_address
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
@@ -129,6 +130,8 @@ def assemble(settings, celery_app=None):
 def includeme(config):
     """Type the ini's settings, keep the Assembly (and the embedded services, when asked)."""
     settings = load(config.registry.settings)
+    # pserve configured logging from the ini before this; the setting picks the format.
+    use_format(settings["emailsvc.log_format"])
     embedded = None
     if not settings["emailsvc.redis_url"]:
         from .embedded import EmbeddedServices

@@ -410,6 +410,12 @@ SETTINGS = (
         secret=True,
     ),
     _s(
+        "log_format",
+        choice("text", "json"),
+        "text",
+        "`text` (readable lines) or `json` (one JSON object per line) for every process",
+    ),
+    _s(
         "limit.requests_per_minute",
         integer(0),
         "600",

@@ -16,6 +16,7 @@ from click import Option
 
 from .assembly import assemble
 from .jobs.tasks import new_celery_app
+from .logs import use_format
 from .settings import SettingsError, from_ini
 
 #: What ``celery -A emailsvc.worker`` finds; unconfigured until ``--ini`` is processed.
@@ -59,3 +60,5 @@ def _setup_logging(loglevel=None, **kwargs):
         )
     else:
         logging.basicConfig(level=loglevel or logging.WARNING)
+    if app.assembly is not None:
+        use_format(app.assembly.settings["emailsvc.log_format"])
