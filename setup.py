@@ -22,6 +22,8 @@ requires = [
     "britney>=0.5.1",
     # Its progress bar on a terminal.
     "rich>=13.0",
+    # GET /metrics and the counts of every worker process (multiprocess mode).
+    "prometheus_client>=0.20",
 ]
 
 tests_require = [

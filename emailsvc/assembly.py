@@ -25,6 +25,7 @@ from .logs import use_format
 from .mail.messages import sender_address
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
+from .metrics import Metrics
 from .settings import Settings, load
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Assembly:
     deliverer: Deliverer
     revoker: Revoker
     celery: Celery
+    metrics: Metrics
 
     def close(self):
         """Release the connections (Redis, the broker pool) and stop the revoker."""
@@ -106,6 +108,7 @@ def assemble(settings, celery_app=None):
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
+    metrics = Metrics(settings["emailsvc.metrics.dir"])
     assembly = Assembly(
         settings=settings,
         redis=client,
@@ -116,10 +119,11 @@ def assemble(settings, celery_app=None):
         keyring=KeyRing(settings["emailsvc.api_keys"]),
         limiter=RateLimiter(client, prefix, settings.limits_for),
         deliverer=Deliverer(
-            jobs, templates, transport, sender, settings["emailsvc.lease_seconds"]
+            jobs, templates, transport, sender, settings["emailsvc.lease_seconds"], metrics
         ),
         revoker=Revoker(jobs),
         celery=celery_app if celery_app is not None else new_celery_app(),
+        metrics=metrics,
     )
     configure_celery(assembly.celery, settings, assembly)
     # Workers run the periodic step (due retries, the watchdog); web processes never start it.
