@@ -59,7 +59,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
-    package_data={"emailsvc": ["templates/*.txt"]},
+    package_data={
+        "emailsvc": ["templates/*.txt", "dashboard/templates/*.pt", "dashboard/static/*"]
+    },
     zip_safe=False,
     install_requires=requires,
     extras_require={"testing": tests_require, "flower": flower_require},

@@ -17,4 +17,6 @@ def main(global_config, **settings):
         config.include("emailsvc.mail")
         # GET /metrics and the count of every request.
         config.include("emailsvc.metrics")
+        # The operator dashboard at /dashboard/, when emailsvc.dashboard.enabled.
+        config.include("emailsvc.dashboard")
         return config.make_wsgi_app()

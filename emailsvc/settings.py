@@ -459,6 +459,26 @@ SETTINGS = (
         "workers send Celery task events (what Flower shows of each task)",
     ),
     _s(
+        "dashboard.enabled",
+        boolean,
+        "false",
+        "serve the operator dashboard at `/dashboard/` (jobs, and the outbox's messages)",
+    ),
+    _s(
+        "dashboard.require_login",
+        boolean,
+        "true",
+        "the dashboard asks for `emailsvc.dashboard.operator_key`; false only on a "
+        "developer's machine",
+    ),
+    _s(
+        "dashboard.operator_key",
+        text,
+        "",
+        "the operators' key for the dashboard's login (only from the environment)",
+        secret=True,
+    ),
+    _s(
         "limit.requests_per_minute",
         integer(0),
         "600",

@@ -82,6 +82,7 @@ end
 if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then
   redis.call('HSET', KEYS[3], ARGV[3], 's:' .. ARGV[4])
 end
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[5])
 return 0
 """
 
@@ -275,7 +276,8 @@ class JobStore:
         Returns -1 when the job does not exist.
         """
         keys = [self._key(job_id), self.lease_key(job_id, offset), self._key(job_id, ":chunks")]
-        return self._acquire(keys=keys, args=[token, seconds, offset, f"{self.clock():.3f}"])
+        now = self.clock()
+        return self._acquire(keys=keys, args=[token, seconds, offset, f"{now:.3f}", now_iso(now)])
 
     def renew_lease(self, job_id, offset, token, seconds):
         """Extend our lease; False when it is no longer ours (it expired or was taken)."""
@@ -452,6 +454,27 @@ class JobStore:
                 }
             )
         return documents
+
+    def detail(self, job_id):
+        """Everything an operator sees of a job, whatever its client; None if it is gone.
+
+        The status document plus the client, subject, template, sender, request id, when
+        a worker first took one of its chunks (``started_at``) and the last error.
+        """
+        extra = ("started_at", "subject", "template", "sender", "request_id", "deadline")
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._key(job_id), *_STATUS_FIELDS, *extra)
+            pipe.lrange(self._key(job_id, ":errors"), 0, -1)
+            values, errors = pipe.execute()
+        fields = dict(zip(_STATUS_FIELDS + extra, values, strict=True))
+        if fields["total"] is None:
+            return None
+        document = self._summaries([job_id])[0] or {}
+        document.update({name: fields[name] or None for name in extra})
+        document["last_error"] = json.loads(fields["last_error"] or "null")
+        document["next_attempt_at"] = fields["next_attempt_at"] or None
+        document["errors"] = [json.loads(e) for e in errors]
+        return document
 
     def count_by_status(self):
         """``{status: number of jobs}`` over every job still recorded (one index read)."""
