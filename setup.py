@@ -44,6 +44,8 @@ tests_require = [
     "flower>=2.0",
     # A terminal emulator: what emailsvc-client leaves on a pseudo-terminal.
     "pyte>=0.8",
+    # Drives the headless chromium of the dashboard's browser tests (chromedriver).
+    "selenium>=4.20",
 ]
 
 # Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
