@@ -64,7 +64,8 @@ class Metrics:
     def __init__(self, directory=""):
         pc = _prometheus(directory)
         self.directory = directory
-        self._pc = pc
+        #: The prometheus_client module, imported once the mode is chosen.
+        self.client = pc
         self.registry = pc.CollectorRegistry()
         r = self.registry
         self.http_requests = pc.Counter(
@@ -143,40 +144,36 @@ class Metrics:
     # --- exposition ---
 
     def scrape_registry(self, *collectors):
-        """A registry of everything a scrape shows: the counts, plus ``collectors``.
+        """A new registry of everything one scrape shows: the counts, plus ``collectors``.
 
         In multiprocess mode the counts are read from the files of every process of the
-        deployment (dead ones included), not from this process's objects.
+        deployment (dead ones included), not from this process's objects. A registry per
+        scrape: concurrent scrapes never see each other's collectors.
         """
-        if not self.directory:
-            for collector in collectors:
-                self.registry.register(collector)
-            return _Scrape(self.registry, collectors)
-        registry = self._pc.CollectorRegistry()
-        self._pc.multiprocess.MultiProcessCollector(registry, path=self.directory)
+        registry = self.client.CollectorRegistry()
+        if self.directory:
+            self.client.multiprocess.MultiProcessCollector(registry, path=self.directory)
+        else:
+            registry.register(_Counts(self.registry))
         for collector in collectors:
             registry.register(collector)
-        return _Scrape(registry, ())
+        return registry
 
     def exposition(self, *collectors):
         """The text format of a scrape: ``(body bytes, content type)``."""
-        with self.scrape_registry(*collectors) as registry:
-            return self._pc.generate_latest(registry), self._pc.CONTENT_TYPE_LATEST
+        registry = self.scrape_registry(*collectors)
+        return self.client.generate_latest(registry), self.client.CONTENT_TYPE_LATEST
 
 
-class _Scrape:
-    """A registry for one scrape; collectors added to a long-lived registry leave it after."""
+class _Counts:
+    """A collector that shows what this process counted (single-process mode)."""
 
-    def __init__(self, registry, temporary):
+    def __init__(self, registry):
         self.registry = registry
-        self.temporary = temporary
 
-    def __enter__(self):
-        return self.registry
-
-    def __exit__(self, *exc_info):
-        for collector in self.temporary:
-            self.registry.unregister(collector)
+    def collect(self):
+        """The families of the process's own registry."""
+        return self.registry.collect()
 
 
 class RedisCollector:
@@ -319,7 +316,7 @@ def start_worker_exporter(metrics, port, host="0.0.0.0"):  # noqa: S104  # nosec
     For deployments where the web process cannot read the workers' folder (another
     container); the Redis gauges stay on the web's ``/metrics``.
     """
-    registry = metrics.scrape_registry().registry
-    server, thread = metrics._pc.start_http_server(port, addr=host, registry=registry)
+    registry = metrics.scrape_registry()
+    server, thread = metrics.client.start_http_server(port, addr=host, registry=registry)
     log.info("worker metrics on http://%s:%d/metrics", host, port)
     return server, thread
