@@ -95,7 +95,17 @@ def test_an_operator_logs_in_and_watches_a_job_reach_100_percent(
     row.find_element(By.CSS_SELECTOR, "a.id").click()
     assert wait_for(lambda: "550" in browser.page_source, timeout=10)
     assert "reject@example.org" in browser.find_element(By.CSS_SELECTOR, "table.errors").text
+    # On a phone's width the list fits without scrolling sideways.
+    browser.set_window_size(390, 844)
+    browser.get(web.url + "/dashboard/")
+    width = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert width[0] <= width[1], width
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    browser.save_screenshot(os.path.join(ARTIFACTS, "dashboard-jobs-phone.png"))
     # The list again, for the screenshot the README shows (docs/dashboard.png is a copy).
+    browser.set_window_size(1100, 800)
     browser.get(web.url + "/dashboard/")
 
 
