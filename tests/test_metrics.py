@@ -67,3 +67,24 @@ def test_a_bad_allow_list_stops_start_up_naming_the_setting(settings):
 )
 def test_failures_are_counted_by_smtp_code_class(code, expected):
     assert code_class(code) == expected
+
+
+def test_a_redis_that_does_not_answer_gives_redis_up_0_and_no_made_up_gauges(settings):
+    import redis
+
+    from emailsvc.jobs.records import JobStore
+    from emailsvc.metrics import Metrics, RedisCollector
+    from emailsvc.settings import load
+
+    from .harness import free_port
+
+    # A real client towards a port nothing listens on.
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True)
+    assembly = type("Parts", (), {})()
+    assembly.settings = load(settings)
+    assembly.jobs = JobStore(dead, "p:", 60)
+    assembly.redis = dead
+    scraped = samples(Metrics().exposition(RedisCollector(assembly))[0].decode())
+    assert scraped[("emailsvc_redis_up", frozenset())] == 0
+    assert not [name for name, _ in scraped if name in ("emailsvc_jobs", "emailsvc_queue_depth")]
+    dead.close()
