@@ -144,3 +144,21 @@ def test_the_outbox_pages_exist_only_with_the_outbox_transport(settings):
     app = webtest.TestApp(main({}, **settings))
     assert app.get("/dashboard/", status=200)
     app.get("/dashboard/outbox/", status=404)
+
+
+def test_wrong_keys_from_one_address_are_throttled_even_before_the_right_one(dashboard):
+    app, _ = dashboard
+    from emailsvc.dashboard.views import LOGIN_FAILURES
+
+    for _ in range(LOGIN_FAILURES):
+        form = app.get("/dashboard/login")
+        app.post("/dashboard/login", {"key": "guess", "csrf_token": csrf(form)}, status=403)
+    form = app.get("/dashboard/login")
+    refused = app.post("/dashboard/login", {"key": KEY, "csrf_token": csrf(form)}, status=429)
+    assert int(refused.headers["Retry-After"]) > 0 and "Too many wrong keys" in refused.text
+    # Another address is not held back by these.
+    other = {"REMOTE_ADDR": "192.0.2.9"}
+    form = app.get("/dashboard/login", extra_environ=other)
+    app.post(
+        "/dashboard/login", {"key": KEY, "csrf_token": csrf(form)}, extra_environ=other, status=303
+    )

@@ -15,6 +15,9 @@ from . import logged_in, login_required, operator_only, render
 STATUSES = ("queued", "sending", "retrying", "sent", "partially_failed", "failed", "cancelled")
 PAGE_SIZE = 25
 REFRESH_SECONDS = 2
+# Wrong keys an address may try per window before its logins are refused for the rest of it.
+LOGIN_FAILURES = 10
+LOGIN_WINDOW_SECONDS = 600
 _JOB_ID = re.compile(r"^[0-9a-f]{32}\Z")
 _CURSOR = re.compile(r"^\d{1,12}(\.\d{1,9})?\Z")
 
@@ -101,7 +104,7 @@ def login_form(request):
     """The login form (the dashboard itself when no login is needed, or already in)."""
     if not login_required(request) or logged_in(request):
         return HTTPSeeOther(request.route_url("dashboard_jobs"))
-    return render(request, "login.pt", failed=False, refresh=None)
+    return render(request, "login.pt", failed=False, throttled=False, refresh=None)
 
 
 @view_config(
@@ -112,12 +115,28 @@ def login_form(request):
 )
 def login(request):
     """Check the operator key; on success a new session (and CSRF token) begins."""
-    expected = request.registry.emailsvc.settings["emailsvc.dashboard.operator_key"]
+    assembly = request.registry.emailsvc
+    expected = assembly.settings["emailsvc.dashboard.operator_key"]
     given = request.POST.get("key", "")
     if not login_required(request):
         return HTTPSeeOther(request.route_url("dashboard_jobs"))
+    # Guessing the key is slowed down per address (behind nginx: the client's address).
+    window = int(time.time() // LOGIN_WINDOW_SECONDS)
+    key = f"{assembly.jobs.prefix}dashboard:login-failures:{request.remote_addr or '-'}:{window}"
+    if int(assembly.redis.get(key) or 0) >= LOGIN_FAILURES:
+        response = render(
+            request, "login.pt", status=429, failed=False, throttled=True, refresh=None
+        )
+        response.headers["Retry-After"] = str(
+            LOGIN_WINDOW_SECONDS - int(time.time()) % LOGIN_WINDOW_SECONDS
+        )
+        return response
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        return render(request, "login.pt", status=403, failed=True, refresh=None)
+        with assembly.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, LOGIN_WINDOW_SECONDS)
+            pipe.execute()
+        return render(request, "login.pt", status=403, failed=True, throttled=False, refresh=None)
     # A fresh session: whatever a visitor held before logging in is not carried over.
     request.session.invalidate()
     request.session["operator"] = True
