@@ -14,6 +14,8 @@ help:
 
 ## run: the service on the embedded default (Redis, worker and outbox built in)
 run: $(RUN_STAMP)
+	@# The metrics folder holds the counts of one run (files named by process id).
+	rm -rf var/metrics
 	$(BIN)/pserve development.ini
 
 ## test: lint, then the whole suite with coverage (floor in pyproject.toml), faults included

@@ -22,6 +22,8 @@ requires = [
     "britney>=0.5.1",
     # Its progress bar on a terminal.
     "rich>=13.0",
+    # GET /metrics and the counts of every worker process (multiprocess mode).
+    "prometheus_client>=0.20",
 ]
 
 tests_require = [
@@ -42,6 +44,8 @@ tests_require = [
     "flower>=2.0",
     # A terminal emulator: what emailsvc-client leaves on a pseudo-terminal.
     "pyte>=0.8",
+    # Drives the headless chromium of the dashboard's browser tests (chromedriver).
+    "selenium>=4.20",
 ]
 
 # Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
@@ -57,7 +61,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
-    package_data={"emailsvc": ["templates/*.txt"]},
+    package_data={
+        "emailsvc": ["templates/*.txt", "dashboard/templates/*.pt", "dashboard/static/*"]
+    },
     zip_safe=False,
     install_requires=requires,
     extras_require={"testing": tests_require, "flower": flower_require},

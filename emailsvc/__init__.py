@@ -15,4 +15,8 @@ def main(global_config, **settings):
         # Each backend adds its /__heartbeat__ check: Redis and the workers, the relay.
         config.include("emailsvc.jobs")
         config.include("emailsvc.mail")
+        # GET /metrics and the count of every request.
+        config.include("emailsvc.metrics")
+        # The operator dashboard at /dashboard/, when emailsvc.dashboard.enabled.
+        config.include("emailsvc.dashboard")
         return config.make_wsgi_app()

@@ -21,9 +21,11 @@ from .jobs.dispatch import Revoker
 from .jobs.records import JobStore
 from .jobs.tasks import configure_celery, new_celery_app
 from .jobs.watchdog import PeriodicStep
+from .logs import use_format
 from .mail.messages import sender_address
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
+from .metrics import Metrics
 from .settings import Settings, load
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class Assembly:
     deliverer: Deliverer
     revoker: Revoker
     celery: Celery
+    metrics: Metrics
 
     def close(self):
         """Release the connections (Redis, the broker pool) and stop the revoker."""
@@ -105,6 +108,7 @@ def assemble(settings, celery_app=None):
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
+    metrics = Metrics(settings["emailsvc.metrics.dir"])
     assembly = Assembly(
         settings=settings,
         redis=client,
@@ -121,9 +125,11 @@ def assemble(settings, celery_app=None):
             sender,
             settings["emailsvc.lease_seconds"],
             connections=settings["emailsvc.smtp.connections"],
+            metrics=metrics,
         ),
         revoker=Revoker(jobs),
         celery=celery_app if celery_app is not None else new_celery_app(),
+        metrics=metrics,
     )
     configure_celery(assembly.celery, settings, assembly)
     # Workers run the periodic step (due retries, the watchdog); web processes never start it.
@@ -134,6 +140,8 @@ def assemble(settings, celery_app=None):
 def includeme(config):
     """Type the ini's settings, keep the Assembly (and the embedded services, when asked)."""
     settings = load(config.registry.settings)
+    # pserve configured logging from the ini before this; the setting picks the format.
+    use_format(settings["emailsvc.log_format"])
     embedded = None
     if not settings["emailsvc.redis_url"]:
         from .embedded import EmbeddedServices

@@ -68,10 +68,20 @@ def serve(app, global_conf, **settings):
                 # pserve turns SystemExit into status 0; this server started nothing and
                 # changed nothing, so it can end at once with a failure status.
                 os._exit(1)
+        _announce_dashboard(app, options)
         waitress.serve(app, **options)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _announce_dashboard(app, options):
+    # The developer running make run is told where to look, next to waitress's own line.
+    assembly = getattr(getattr(app, "registry", None), "emailsvc", None)
+    if assembly is not None and assembly.settings["emailsvc.dashboard.enabled"]:
+        host = options.get("host", "127.0.0.1")
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "*") else host  # noqa: S104  # nosec B104
+        print(f"emailsvc: dashboard on http://{host}:{options['port']}/dashboard/", flush=True)
 
 
 def _exit_on_sigterm(signum, frame):

@@ -7,6 +7,7 @@ are already typed; a bad value stops start-up with a message naming the setting 
 variable. No other module parses a setting string.
 """
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -99,6 +100,14 @@ def choice(*options):
 def domains(value):
     """Whitespace-separated domain names, lower-cased."""
     return frozenset(word.lower() for word in str(value).split())
+
+
+def networks(value):
+    """Whitespace-separated IP addresses or networks (``10.0.0.0/8 ::1``)."""
+    try:
+        return tuple(ipaddress.ip_network(word, strict=False) for word in str(value).split())
+    except ValueError as exc:
+        raise ValueError(f"must list IP addresses or networks ({exc})") from None
 
 
 def api_key_entries(value):
@@ -418,6 +427,66 @@ SETTINGS = (
         secret=True,
     ),
     _s(
+        "log_format",
+        choice("text", "json"),
+        "text",
+        "`text` (readable lines) or `json` (one JSON object per line) for every process",
+    ),
+    _s(
+        "metrics.dir",
+        text,
+        "",
+        "folder where every process of one deployment on one host writes its counts, "
+        "added up by `/metrics` (Prometheus multiprocess mode; a tmpfs, empty at start); "
+        "empty = each process counts in memory, and workers' counts are not served",
+    ),
+    _s(
+        "metrics.allow",
+        networks,
+        "",
+        "addresses or networks that may read `/metrics` (`10.0.0.0/8 ::1`); empty = any",
+    ),
+    _s(
+        "metrics.token",
+        text,
+        "",
+        "when set, `/metrics` requires `Authorization: Bearer <token>`",
+        secret=True,
+    ),
+    _s(
+        "metrics.worker_port",
+        integer(0),
+        "0",
+        "a worker serves the counts of `emailsvc.metrics.dir` on this port at `/metrics` "
+        "(when the web process cannot read that folder); 0 = none",
+    ),
+    _s(
+        "worker.task_events",
+        boolean,
+        "false",
+        "workers send Celery task events (what Flower shows of each task)",
+    ),
+    _s(
+        "dashboard.enabled",
+        boolean,
+        "false",
+        "serve the operator dashboard at `/dashboard/` (jobs, and the outbox's messages)",
+    ),
+    _s(
+        "dashboard.require_login",
+        boolean,
+        "true",
+        "the dashboard asks for `emailsvc.dashboard.operator_key`; false only on a "
+        "developer's machine",
+    ),
+    _s(
+        "dashboard.operator_key",
+        text,
+        "",
+        "the operators' key for the dashboard's login (only from the environment)",
+        secret=True,
+    ),
+    _s(
         "limit.requests_per_minute",
         integer(0),
         "600",
@@ -522,7 +591,9 @@ def _as_text(value):
     if isinstance(value, frozenset):
         return " ".join(sorted(value))
     if isinstance(value, tuple):
-        return " ".join(f"{client}:{digest}" for client, digest in value)
+        return " ".join(
+            str(item) if not isinstance(item, tuple) else f"{item[0]}:{item[1]}" for item in value
+        )
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

@@ -16,6 +16,8 @@ from click import Option
 
 from .assembly import assemble
 from .jobs.tasks import new_celery_app
+from .logs import use_format
+from .metrics import start_worker_exporter
 from .settings import SettingsError, from_ini
 
 #: What ``celery -A emailsvc.worker`` finds; unconfigured until ``--ini`` is processed.
@@ -59,3 +61,20 @@ def _setup_logging(loglevel=None, **kwargs):
         )
     else:
         logging.basicConfig(level=loglevel or logging.WARNING)
+    if app.assembly is not None:
+        use_format(app.assembly.settings["emailsvc.log_format"])
+
+
+@signals.worker_init.connect
+def _start_metrics_exporter(sender=None, **kwargs):
+    """In the worker's main process: serve the counts of every pool child, when asked."""
+    assembly = app.assembly
+    port = assembly.settings["emailsvc.metrics.worker_port"] if assembly else 0
+    if not port:
+        return
+    if not assembly.metrics.directory:
+        # Without the folder the main process would only see its own (empty) counts.
+        raise SystemExit(
+            "emailsvc worker: emailsvc.metrics.worker_port needs emailsvc.metrics.dir"
+        )
+    start_worker_exporter(assembly.metrics, port)

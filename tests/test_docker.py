@@ -7,7 +7,7 @@ from emailsvc.settings import from_ini, load
 from .harness import NGINX_TEMPLATE, ROOT, compose, compose_command
 
 WEB = ["pserve", "production.ini"]
-WORKER = ["celery", "-A", "emailsvc.worker", "worker", "--ini", "production.ini", "-E"]
+WORKER = ["celery", "-A", "emailsvc.worker", "worker", "--ini", "production.ini"]
 
 
 def test_compose_has_the_five_services_with_their_ports_and_flower_on_demand():
@@ -68,8 +68,22 @@ def test_every_service_restarts_and_web_and_worker_get_signals_and_health_checks
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
     # pserve finishes its requests in flight within 5 s of SIGTERM: docker waits longer.
     assert int(services["web"]["stop_grace_period"].rstrip("s")) > 10
-    # Task events on, for Flower.
-    assert "-E" in services["worker"]["command"]
+    # Task events on, for Flower (emailsvc.worker.task_events).
+    assert services["worker"]["environment"]["EMAILSVC_WORKER_TASK_EVENTS"] == "true"
+
+
+def test_metrics_are_counted_per_container_and_the_workers_export_theirs():
+    services = compose()["services"]
+    # The API keys come from docker/.env, unset here.
+    worker = dict(services["worker"]["environment"], EMAILSVC_API_KEYS="")
+    environment = load({}, worker)
+    folder = environment["emailsvc.metrics.dir"]
+    for name in ("web", "worker"):
+        assert any(mount.startswith(folder + ":") for mount in services[name]["tmpfs"])
+    port = environment["emailsvc.metrics.worker_port"]
+    assert str(port) in services["worker"]["expose"]
+    # nginx forwards the client's address: only this network may scrape the web process.
+    assert environment["emailsvc.metrics.allow"]
 
 
 def test_the_api_keys_come_from_an_env_file_that_is_never_committed():

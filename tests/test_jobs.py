@@ -188,3 +188,50 @@ def test_records_expire(store, redis_client):
     assert len(keys) >= 4
     for key in keys:
         assert 0 < redis_client.ttl(key) <= 60
+
+
+# --- the job index: listing newest first, counting by status ---
+
+
+def test_jobs_are_listed_newest_first_a_page_at_a_time(store):
+    jobs = [create(store, 1) for _ in range(5)]
+    page, cursor = store.page(limit=2)
+    assert [doc["id"] for doc in page] == [jobs[4], jobs[3]]
+    page, cursor = store.page(before=cursor, limit=2)
+    assert [doc["id"] for doc in page] == [jobs[2], jobs[1]]
+    page, cursor = store.page(before=cursor, limit=2)
+    assert [doc["id"] for doc in page] == [jobs[0]] and cursor is None
+
+
+def test_a_status_filter_skips_other_jobs_without_losing_any_across_pages(store):
+    jobs = [create(store, 1) for _ in range(5)]
+    for job in jobs[::2]:
+        store.record_sent(job, 0)
+    page, cursor = store.page(status="sent", limit=2)
+    assert [doc["id"] for doc in page] == [jobs[4], jobs[2]]
+    page, cursor = store.page(status="sent", before=cursor, limit=2)
+    assert [doc["id"] for doc in page] == [jobs[0]] and cursor is None
+    assert store.count_by_status() == {"sent": 3, "queued": 2}
+
+
+def test_a_revoked_job_leaves_the_index_and_old_entries_are_trimmed(store):
+    revoked, kept = create(store, 1), create(store, 1)
+    assert store.revoke(revoked)
+    assert [doc["id"] for doc in store.page()[0]] == [kept]
+    # An entry older than the records' TTL (60 s here) goes when the next job is created.
+    store.redis.zadd(store.index_key, {"f" * 32: time.time() - 120})
+    newest = create(store, 1)
+    assert store.redis.zscore(store.index_key, "f" * 32) is None
+    assert [doc["id"] for doc in store.page()[0]] == [newest, kept]
+
+
+def test_the_operator_detail_has_the_start_of_delivery_and_ignores_the_client(store):
+    job = create(store, 2)
+    assert store.detail(job)["started_at"] is None
+    assert store.acquire_lease(job, 0, "token", 5) == 0
+    store.record_failed(job, 1, "b@example.org", 550, "No such user")
+    detail = store.detail(job)
+    assert detail["started_at"] and detail["client"] == "acme" and detail["subject"] == "S"
+    assert detail["errors"][0]["code"] == 550 and detail["pending"] == 1
+    assert store.detail(new_id()) is None
+    assert store.retries_waiting(time.time()) == (0, 0)

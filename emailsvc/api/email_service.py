@@ -61,6 +61,7 @@ def send_email(request):
     body = request.validated["body"]
     job_id = submit(request.registry.emailsvc, body, request.identity, request.request_id)
     bind(job=job_id)
+    request.registry.emailsvc.metrics.job_accepted(request.identity, len(body["recipients"]))
     status_url = request.route_url(email_status.name, task_id=job_id)
     request.response.status_code = 202
     request.response.headers["Location"] = status_url

@@ -126,11 +126,31 @@ class _ChunkRun:
                 self.result.transient.append((*current, error))
 
 
+class _NoMetrics:
+    """Counts nothing: a Deliverer built without metrics (unit tests, scripts)."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+
 class Deliverer:
     """Everything a worker process needs to deliver chunks, built once per process."""
 
-    def __init__(self, store, templates, transport, sender, lease_seconds=6, connections=1):
+    def __init__(
+        self, store, templates, transport, sender, lease_seconds=6, connections=1, metrics=None
+    ):
         self.store = store
+        #: Counts outcomes recorded here (``emailsvc.metrics.Metrics``); None counts nothing.
+        self.metrics = metrics if metrics is not None else _NoMetrics()
         self.templates = templates
         self.transport = transport
         self.sender = sender
@@ -201,6 +221,8 @@ class Deliverer:
             # What no connection could take is retried later with the relay's last word.
             error = run.connection_error
             result.transient.extend((i, r, error) for i, r in run.take_rest())
+        self.metrics.messages_deferred(len(result.transient))
+        self.metrics.chunk_duration.observe(time.monotonic() - started)
         log.info(
             "job %s chunk at %d: sent %d, failed %d, to retry %d, %.2f s",
             job_id,
@@ -238,12 +260,16 @@ class Deliverer:
                         if not exc.permanent:
                             run.add_transient(index, recipient, exc)
                             continue
-                        self.store.record_failed(
+                        recorded = self.store.record_failed(
                             run.job_id, index, recipient["email"], exc.code, exc.message
                         )
+                        if recorded == 1:
+                            self.metrics.message_failed(exc.code)
                         run.count("failed")
                     else:
-                        self.store.record_sent(run.job_id, index)
+                        # Counted once per recipient: a redelivered chunk records nothing twice.
+                        if self.store.record_sent(run.job_id, index) == 1:
+                            self.metrics.message_sent()
                         run.count("sent")
         except ConnectionLost as exc:
             # The session could not be opened (or closed): others may go on without it.
@@ -266,7 +292,8 @@ class Deliverer:
             raise DeliveryError(
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
-        session.send(msg, sender.addr_spec, recipient["email"])
+        with self.metrics.smtp_duration.time():
+            session.send(msg, sender.addr_spec, recipient["email"])
 
     def _sender(self, job):
         # A job's own "from" was checked against its client's allowed domains when accepted.
@@ -278,4 +305,8 @@ class Deliverer:
         """Record failures as final: ``reason`` says why, the last error follows it."""
         for index, recipient, error in failures:
             message = f"{reason}; last error: {error.message}"
-            self.store.record_failed(job_id, index, recipient["email"], error.code, message)
+            recorded = self.store.record_failed(
+                job_id, index, recipient["email"], error.code, message
+            )
+            if recorded == 1:
+                self.metrics.message_failed(error.code)

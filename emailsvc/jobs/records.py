@@ -16,6 +16,8 @@ Layout, under the configured prefix P (every key of a job expires with the job):
 - ``P job:<id>:errors``     list: one JSON object per failed recipient, in order of failure
 - ``P jobs:watch``          sorted set: job id -> when the watchdog should look at it next
 - ``P jobs:retries``        sorted set: ``<id>:<offset>:<count>:<attempt>`` -> when it is due
+- ``P jobs:index``          sorted set: job id -> when it was created; members older than
+                            the records' TTL are trimmed whenever a job is created
 """
 
 import json
@@ -82,6 +84,7 @@ end
 if redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then
   redis.call('HSET', KEYS[3], ARGV[3], 's:' .. ARGV[4])
 end
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[5])
 return 0
 """
 
@@ -120,6 +123,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
 if redis.call('HLEN', KEYS[2]) > 0 then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('ZREM', KEYS[6], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 return 1
 """
 
@@ -186,6 +190,8 @@ class JobStore:
         self.clock = clock
         self.watch_key = f"{prefix}jobs:watch"
         self.retries_key = f"{prefix}jobs:retries"
+        #: Every job by creation time, newest last: the dashboard's list and the job gauges.
+        self.index_key = f"{prefix}jobs:index"
         self._record = redis.register_script(_RECORD_OUTCOME)
         self._schedule_retry = redis.register_script(_SCHEDULE_RETRY)
         self._acquire = redis.register_script(_ACQUIRE_LEASE)
@@ -232,6 +238,9 @@ class JobStore:
             for key in keys:
                 pipe.expire(key, self.ttl)
             pipe.zadd(self.watch_key, {job_id: first_look})
+            pipe.zadd(self.index_key, {job_id: now})
+            # The records of jobs older than the TTL are gone: so are their index entries.
+            pipe.zremrangebyscore(self.index_key, "-inf", f"({now - self.ttl:.3f}")
             pipe.execute()
 
     def exists(self, job_id):
@@ -245,7 +254,7 @@ class JobStore:
         already begun (then it is left alone).
         """
         keys = [self._key(job_id, p) for p in ("", ":outcomes", ":recipients", ":chunks")]
-        keys += [self._key(job_id, ":errors"), self.watch_key]
+        keys += [self._key(job_id, ":errors"), self.watch_key, self.index_key]
         return self._revoke(keys=keys, args=[job_id]) == 1
 
     # --- delivering a chunk ---
@@ -290,7 +299,8 @@ class JobStore:
         Returns -1 when the job does not exist.
         """
         keys = [self._key(job_id), self.lease_key(job_id, offset), self._key(job_id, ":chunks")]
-        return self._acquire(keys=keys, args=[token, seconds, offset, f"{self.clock():.3f}"])
+        now = self.clock()
+        return self._acquire(keys=keys, args=[token, seconds, offset, f"{now:.3f}", now_iso(now)])
 
     def renew_lease(self, job_id, offset, token, seconds):
         """Extend our lease; False when it is no longer ours (it expired or was taken)."""
@@ -411,3 +421,99 @@ class JobStore:
             document["last_error"] = json.loads(fields["last_error"] or "null")
             document["next_attempt_at"] = fields["next_attempt_at"] or None
         return document
+
+    # --- listing (the dashboard; the index also suits a later per-client listing) ---
+
+    def page(self, status=None, before=None, limit=20, scan=500):
+        """Jobs newest first: ``(documents, cursor)``; ``cursor`` continues, None at the end.
+
+        ``before`` is a cursor from the previous page (the creation time of its last job,
+        exclusive). With ``status``, jobs of other statuses are skipped, reading at most
+        ``scan`` index entries per page, so a rare status cannot make one page read them all.
+        """
+        high = f"({before}" if before is not None else "+inf"
+        found, read = [], 0
+        while read < scan:
+            batch = self.redis.zrevrangebyscore(
+                self.index_key, high, "-inf", start=0, num=limit, withscores=True
+            )
+            read += len(batch)
+            summaries = self._summaries([job_id for job_id, _ in batch])
+            for (_, score), document in zip(batch, summaries, strict=True):
+                high = f"({score!r}"
+                if document is not None and status in (None, document["status"]):
+                    found.append(document)
+                    if len(found) == limit:
+                        return found, repr(score)
+            if len(batch) < limit:
+                return found, None
+        # Scanned enough for one page: the next one goes on from where this one stopped.
+        return found, high[1:]
+
+    def _summaries(self, job_ids):
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self._key(job_id), *_STATUS_FIELDS)
+            rows = pipe.execute()
+        documents = []
+        for job_id, values in zip(job_ids, rows, strict=True):
+            fields = dict(zip(_STATUS_FIELDS, values, strict=True))
+            if fields["total"] is None:
+                documents.append(None)
+                continue
+            total, sent, failed = (int(fields[name]) for name in ("total", "sent", "failed"))
+            documents.append(
+                {
+                    "id": job_id,
+                    "status": fields["status"],
+                    "client": fields["client"],
+                    "total": total,
+                    "sent": sent,
+                    "failed": failed,
+                    "pending": total - sent - failed,
+                    "created_at": fields["created_at"],
+                    "updated_at": fields["updated_at"],
+                    "finished_at": fields["finished_at"] or None,
+                }
+            )
+        return documents
+
+    def detail(self, job_id):
+        """Everything an operator sees of a job, whatever its client; None if it is gone.
+
+        The status document plus the client, subject, template, sender, request id, when
+        a worker first took one of its chunks (``started_at``) and the last error.
+        """
+        extra = ("started_at", "subject", "template", "sender", "request_id", "deadline")
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self._key(job_id), *_STATUS_FIELDS, *extra)
+            pipe.lrange(self._key(job_id, ":errors"), 0, -1)
+            values, errors = pipe.execute()
+        fields = dict(zip(_STATUS_FIELDS + extra, values, strict=True))
+        if fields["total"] is None:
+            return None
+        document = self._summaries([job_id])[0] or {}
+        document.update({name: fields[name] or None for name in extra})
+        document["last_error"] = json.loads(fields["last_error"] or "null")
+        document["next_attempt_at"] = fields["next_attempt_at"] or None
+        document["errors"] = [json.loads(e) for e in errors]
+        return document
+
+    def count_by_status(self):
+        """``{status: number of jobs}`` over every job still recorded (one index read)."""
+        job_ids = self.redis.zrange(self.index_key, 0, -1)
+        counts = {}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self._key(job_id), "status")
+            for status in pipe.execute() if job_ids else ():
+                if status is not None:
+                    counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def retries_waiting(self, now):
+        """``(scheduled, due)``: chunks in the retry schedule, and those due by ``now``."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.retries_key)
+            pipe.zcount(self.retries_key, "-inf", f"{now:.3f}")
+            return tuple(pipe.execute())

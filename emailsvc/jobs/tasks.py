@@ -156,6 +156,8 @@ def configure_celery(app, settings, assembly):
         worker_prefetch_multiplier=1,
         worker_pool="prefork",
         worker_hijack_root_logger=False,
+        # Task events are what Flower shows of each task; off, workers only answer pings.
+        worker_send_task_events=settings["emailsvc.worker.task_events"],
     )
     app.assembly = assembly
     # shared=False: the tasks belong to this app only, not to every app of the process.

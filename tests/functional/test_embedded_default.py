@@ -7,6 +7,7 @@ import urllib.request
 from email import message_from_bytes, policy
 
 import psutil
+import pytest
 
 from tests.harness import free_port, local_command, wait_for
 
@@ -34,13 +35,24 @@ def gone(pid):
         return True
 
 
-def test_pserve_development_ini_runs_everything_and_stops_everything(tmp_path, start_process):
+def text(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+# In JSON, the embedded worker's lines are JSON too (it is started on the same ini).
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_pserve_development_ini_runs_everything_and_stops_everything(
+    tmp_path, start_process, log_format
+):
     port = free_port()
     outbox = tmp_path / "outbox"
     env = {
         "EMAILSVC_OUTBOX_DIR": str(outbox),
         "EMAILSVC_EMBEDDED_REDIS_FILE": str(tmp_path / "redis" / "data.rdb"),
         "EMAILSVC_REDIS_URL": None,
+        "EMAILSVC_METRICS_DIR": str(tmp_path / "metrics"),
+        "EMAILSVC_LOG_FORMAT": log_format,
     }
     command = local_command(["pserve", "development.ini", f"http_port={port}"])
     server = start_process(command, "pserve", env=env)
@@ -75,6 +87,17 @@ def test_pserve_development_ini_runs_everything_and_stops_everything(tmp_path, s
         assert all(str(m["Subject"]) == "Réunion" for m in messages)
         pool = [c.pid for c in psutil.Process(worker_pid).children(recursive=True)]
         assert pool, "the worker's prefork pool should be running"
+        # The developer's view: the dashboard's URL is printed, it shows the job and the
+        # mail, and /metrics counts what the embedded worker's pool sent.
+        dashboard = f"http://127.0.0.1:{port}/dashboard/"
+        assert f"dashboard on {dashboard}" in log_path.read_text()
+        assert job["id"][:8] in text(dashboard) and "100 %" in text(dashboard)
+        assert text(dashboard + "outbox/").count("Réunion") == 2
+        assert "\nemailsvc_messages_sent_total 2.0\n" in text(f"http://127.0.0.1:{port}/metrics")
+        if log_format == "json":
+            lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
+            chunk = [json.loads(line) for line in lines if "chunk at 0: sent 2" in line]
+            assert chunk and chunk[0]["job_id"] == job["id"] and chunk[0]["request_id"]
     finally:
         # shutdown(), not stop(): what pserve leaves running is what this test checks.
         server.shutdown(signal.SIGTERM, timeout=60)

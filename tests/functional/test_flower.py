@@ -25,9 +25,10 @@ def api(port, path):
 
 @pytest.fixture
 def flower(settings, tmp_path, start_process):
-    """``celery -A emailsvc.worker flower --ini INI`` and a worker with task events (-E)."""
-    ini = write_ini(tmp_path / "service.ini", settings)
-    worker = start_process(worker_command(ini, "flowered") + ["-E"], "worker", ini=ini)
+    """``celery -A emailsvc.worker flower --ini INI`` and a worker with task events, turned
+    on by ``emailsvc.worker.task_events`` (as the compose file does)."""
+    ini = write_ini(tmp_path / "service.ini", {**settings, "emailsvc.worker.task_events": "true"})
+    worker = start_process(worker_command(ini, "flowered"), "worker", ini=ini)
     worker.wait_for_output(" ready.")
     port = free_port()
     command = [sys.executable, "-m", "celery", "-A", "emailsvc.worker", "flower"]

@@ -1,8 +1,11 @@
 """A full run at INFO (web under waitress, a worker, an SMTP relay with a login) leaks no
-API key, no SMTP password and no message content into any log."""
+API key, no SMTP password and no message content into any log, in either log format; in
+JSON, every line of the web's and the worker's logs is one JSON object, and one request
+can be followed from the POST into the worker's lines."""
 
 import json
 import urllib.request
+import uuid
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -10,7 +13,7 @@ from aiosmtpd.smtp import AuthResult
 
 from emailsvc.api.auth import hash_key
 
-from ..harness import RecordingHandler, free_port, wait_for
+from ..harness import RecordingHandler, free_port, wait_for, write_ini
 
 API_KEY = "k3y-Th4t-mUst-n3ver-b3-l0gged-0123456789"
 SMTP_PASSWORD = "pa55-Th4t-mUst-n3ver-b3-l0gged"
@@ -58,12 +61,14 @@ def call(url, body=None, key=API_KEY):
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_a_full_run_at_info_logs_no_secret_and_no_content(
-    settings, relay, start_web, start_worker
+    settings, relay, start_web, start_worker, log_format
 ):
     handler, checker, port = relay
     settings.update(
         {
+            "emailsvc.log_format": log_format,
             "emailsvc.smtp.port": str(port),
             "emailsvc.smtp.username": "relay-user",
             "emailsvc.smtp.password": SMTP_PASSWORD,
@@ -103,6 +108,9 @@ def test_a_full_run_at_info_logs_no_secret_and_no_content(
         "pserve output": service.output_path.read_text(encoding="utf-8"),
         "worker output": worker.output(),
     }
+    if log_format == "json":
+        lines = logs["log file"].splitlines()
+        assert lines and all(isinstance(json.loads(line), dict) for line in lines)
     # The run did log at INFO (the worker's chunk summary), so the checks below mean something.
     assert "chunk at 0: sent 1" in logs["log file"]
     assert "recipients to retry in" in logs["log file"]
@@ -111,3 +119,49 @@ def test_a_full_run_at_info_logs_no_secret_and_no_content(
     for where, text in logs.items():
         for secret in (API_KEY, API_KEY[:-1], SMTP_PASSWORD, CONTENT, SUBJECT, *addresses):
             assert secret not in text, f"{secret!r} found in the {where}"
+
+
+def json_lines(path):
+    """Every line of a log file, each parsed as JSON (a line that is not JSON fails)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines, f"{path} is empty"
+    return [json.loads(line) for line in lines]
+
+
+def test_json_logs_follow_one_request_from_the_post_into_the_worker(
+    settings, smtp_server, start_web, start_worker, tmp_path
+):
+    settings["emailsvc.log_format"] = "json"
+    web = start_web()
+    worker_log = tmp_path / "worker.log"
+    worker_ini = write_ini(tmp_path / "json-worker.ini", settings, log_file=worker_log)
+    worker = start_worker(ini=worker_ini, concurrency=1)
+    request_id = "follow-" + uuid.uuid4().hex
+    body = {"recipients": ["ana@example.org"], "subject": "Hello", "content": "Hi"}
+    request = urllib.request.Request(  # noqa: S310
+        web.url + "/email",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-Request-ID": request_id},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        job_id = json.loads(response.read())["id"]
+    assert wait_for(lambda: len(smtp_server.messages) == 1, timeout=30)
+
+    def summary_logged():
+        return any(
+            "chunk at 0: sent 1" in line.get("message", "") for line in json_lines(worker_log)
+        )
+
+    assert wait_for(summary_logged, timeout=10)
+    worker.stop()
+    web.stop()
+    web_lines, worker_lines = json_lines(web.log_file), json_lines(worker_log)
+    for line in web_lines + worker_lines:
+        assert {"time", "level", "logger", "message"} <= line.keys(), line
+    post = [line for line in web_lines if line.get("request_id") == request_id]
+    assert any(line["message"].startswith("POST /email 202") for line in post), web_lines
+    assert all(line.get("job_id") == job_id for line in post)
+    followed = [line for line in worker_lines if line.get("request_id") == request_id]
+    assert any("chunk at 0: sent 1" in line["message"] for line in followed), worker_lines
+    assert all(line["job_id"] == job_id for line in followed)
+    assert "ana@example.org" not in web.log_file.read_text() + worker_log.read_text()
