@@ -29,7 +29,7 @@ class Templates:
 
     The list is built once; a name that is not in it never reaches the file system, so
     names such as ``../x`` or ``/etc/passwd`` cannot load anything. Each template is
-    compiled on first use and then reused for the life of the process.
+    compiled when the list is built and then reused for the life of the process.
     """
 
     def __init__(self, directory=""):
@@ -39,9 +39,12 @@ class Templates:
             name, suffix = os.path.splitext(filename)
             if suffix == TEMPLATE_SUFFIX and not name.startswith("."):
                 path = os.path.join(directory, filename)
-                self._templates[name] = PageTextTemplateFile(
-                    path, auto_reload=False, encoding="utf-8"
-                )
+                template = PageTextTemplateFile(path, auto_reload=False, encoding="utf-8")
+                # Compiled now, once: a broken template stops start-up instead of failing
+                # jobs, and the threads of a worker's relay connections never compile at
+                # the same time (CPython 3.11's compiler is not safe for that).
+                template.cook_check()
+                self._templates[name] = template
 
     @property
     def names(self):
