@@ -31,7 +31,7 @@ def test_a_job_is_recorded_whole_and_started_with_one_message(assembly):
     assert store.status(job_id, "acme")["total"] == 5
     assert [index for index, _ in store.chunk(job_id, 0, 5)[1]] == [0, 1, 2, 3, 4]
     states, _ = store.chunk_states(job_id)
-    assert sorted(states) == [0, 2, 4] and {kind for kind, _, _ in states.values()} == {"q"}
+    assert sorted(states) == [0, 2, 4] and {state.kind for state in states.values()} == {"q"}
     assert store.message(job_id)["request_id"] == "req-1"
     # One small message, whatever the number of recipients: chunks are enqueued by a worker.
     assert queue_size(assembly) == 1

@@ -96,6 +96,20 @@ def test_recipients_are_read_back_as_written_bare_addresses_stored_bare(store, r
     assert [json.loads(value) for value in stored[1:]] == recipients[1:]
 
 
+def test_a_chunk_is_marked_queued_again_only_from_the_state_it_was_judged_in(store):
+    job = create(store, 2, chunk_size=2)
+    judged = store.chunk_states(job)[0][0]
+    assert store.acquire_lease(job, 0, "worker", 30) == 0  # a worker took it meanwhile
+    assert not store.mark_requeued(job, 0, judged, 1000.0)
+    started = store.chunk_states(job)[0][0]
+    assert started.kind == "s"
+    assert store.mark_requeued(job, 0, started, 1000.0)
+    again = store.chunk_states(job)[0][0]
+    assert (again.kind, again.when, again.attempt, again.requeues) == ("q", 1000.0, 0, 1)
+    assert store.mark_requeued(job, 0, again, 2000.0)
+    assert store.chunk_states(job)[0][0].requeues == 2
+
+
 def test_chunks_start_queued_one_per_chunk_size(store):
     job = create(store, 5, chunk_size=2)
     states, leased = store.chunk_states(job)

@@ -74,11 +74,19 @@ def test_a_job_whose_start_was_lost_is_started_once_the_queue_is_empty(assembly)
     assert assembly.jobs.status(job_id, "acme")["status"] == "queued"
 
 
-def test_queued_chunks_are_left_alone_while_the_queue_is_not_empty(assembly):
-    job_id = submit(assembly, BODY, client="acme")  # its start message stays in the queue
-    watchdog.look_after_jobs(assembly.celery, time.time() + 31)
-    assert queued(assembly) == [(START_JOB, [job_id])]
+def test_queued_chunks_in_a_backlog_are_enqueued_again_after_a_doubling_wait(assembly):
+    # Its start waits in the queue: a backlog, or a message reserved by a killed worker.
+    job_id = submit(assembly, BODY, client="acme")
+    start = time.time()
+    watchdog.look_after_jobs(assembly.celery, start + 31)  # waited the stall: again
+    watchdog.look_after_jobs(assembly.celery, start + 63)  # 32 s since: not yet (60 s)
+    watchdog.look_after_jobs(assembly.celery, start + 95)  # 64 s since: again
+    chunks = [(DELIVER_CHUNK, [job_id, offset, count, 0]) for offset, count in CHUNKS]
+    assert sorted(queued(assembly)) == sorted(chunks * 2 + [(START_JOB, [job_id])])
     assert assembly.jobs.status(job_id, "acme")["status"] == "queued"
+
+
+CHUNKS = [(0, 2), (2, 2), (4, 1)]  # the chunks of BODY: (offset, count)
 
 
 ONE_CHUNK = dict(BODY, recipients=BODY["recipients"][:2])
@@ -94,7 +102,11 @@ def test_a_started_chunk_whose_lease_lapsed_is_enqueued_again(assembly):
     assert queued(assembly) == []  # the lease is alive: its worker is on it
     store.redis.delete(store.lease_key(job_id, 0))  # the worker died; its lease lapsed
     watchdog.look_after_jobs(assembly.celery, time.time() + 62)
+    # While that task waits in the queue, the chunk counts as queued again, not as lost
+    # at every look: enqueued again only after its doubled wait.
+    watchdog.look_after_jobs(assembly.celery, time.time() + 94)
     assert queued(assembly) == [(DELIVER_CHUNK, [job_id, 0, 2, 0])]
+    assert store.chunk_states(job_id)[0][0].kind == "q"
 
 
 def test_a_retry_that_left_the_schedule_unpublished_is_enqueued_again(assembly):
@@ -149,14 +161,18 @@ def test_a_finished_job_is_no_longer_watched(assembly):
     assert assembly.jobs.claim_jobs_to_watch(time.time() + 3600, 10, 30) == []
 
 
-def test_a_published_retry_waiting_in_a_backlog_is_left_alone(assembly):
+def test_a_published_retry_waiting_in_a_backlog_is_enqueued_again_once_per_doubled_wait(
+    assembly,
+):
     job_id = submit(assembly, ONE_CHUNK, client="acme")  # its start stays in the queue
     store = assembly.jobs
     due = time.time()
     store.schedule_retry(job_id, 0, 2, 1, due, {"code": 421, "message": "busy"})
     watchdog.publish_due_retries(assembly.celery, due)  # published, behind the start
-    watchdog.look_after_jobs(assembly.celery, due + 62)
+    watchdog.look_after_jobs(assembly.celery, due + 31)  # it may be reserved by a dead worker
+    watchdog.look_after_jobs(assembly.celery, due + 62)  # 31 s since: not yet (60 s)
     assert sorted(queued(assembly)) == [
+        (DELIVER_CHUNK, [job_id, 0, 2, 1]),
         (DELIVER_CHUNK, [job_id, 0, 2, 1]),
         (START_JOB, [job_id]),
     ]

@@ -10,7 +10,9 @@ Layout, under the configured prefix P (every key of a job expires with the job):
                             (``encode_recipient``)
 - ``P job:<id>:chunks``     hash: offset -> the chunk's state while it has work left:
                             ``q:<t>`` queued, ``s:<t>`` started, ``r:<t>:<attempt>`` waiting
-                            for a retry due at t (seconds since the epoch)
+                            for a retry due at t (seconds since the epoch), and
+                            ``q:<t>:<attempt>:<n>`` queued again by the watchdog for the
+                            n-th time
 - ``P job:<id>:lease:<off>`` string: the token of the worker delivering that chunk now
 - ``P job:<id>:outcomes``   hash: recipient index -> ``sent`` or ``failed``
 - ``P job:<id>:errors``     list: one JSON object per failed recipient, in order of failure
@@ -24,6 +26,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 FINAL_STATUSES = ("sent", "partially_failed", "failed", "cancelled")
 
@@ -72,6 +75,14 @@ if status == 'sent' or status == 'partially_failed' or status == 'failed'
    or status == 'cancelled' then return 1 end
 redis.call('HSET', KEYS[1], 'status', 'retrying', 'updated_at', ARGV[5],
            'last_error', ARGV[6], 'next_attempt_at', ARGV[9])
+return 1
+"""
+
+# The watchdog queues a chunk again: only if its state is still the one it judged lost (a
+# worker may have taken the chunk since).
+_MARK_REQUEUED = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
 
@@ -157,6 +168,16 @@ def chunk_offsets(total, chunk_size):
     return range(0, total, chunk_size)
 
 
+class ChunkState(NamedTuple):
+    """A chunk's state in ``job:<id>:chunks``, as ``JobStore.chunk_states`` reads it."""
+
+    kind: str  # q (queued), s (started) or r (waiting for a retry)
+    when: float  # when it was queued or started, or when its retry is due
+    attempt: int  # the delivery attempt it is at (0 the first)
+    requeues: int  # how many times the watchdog has queued it again
+    raw: str  # the stored value, to change it only if nobody else did
+
+
 def encode_recipient(recipient):
     """A recipient as stored: its bare address when it has nothing else, else its JSON.
 
@@ -200,6 +221,7 @@ class JobStore:
         self._pop_due = redis.register_script(_POP_DUE)
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._revoke = redis.register_script(_REVOKE)
+        self._mark_requeued = redis.register_script(_MARK_REQUEUED)
 
     def _key(self, job_id, part=""):
         return f"{self.prefix}job:{job_id}{part}"
@@ -310,6 +332,16 @@ class JobStore:
         """Give our lease back."""
         self._release(keys=[self.lease_key(job_id, offset)], args=[token])
 
+    def mark_requeued(self, job_id, offset, state, now):
+        """The watchdog queues the chunk again: its state becomes ``q`` as of ``now``.
+
+        Returns False, changing nothing, when the chunk's state is no longer ``state`` (a
+        worker took it meanwhile, or it ended).
+        """
+        value = f"q:{now:.3f}:{state.attempt}:{state.requeues + 1}"
+        keys = [self._key(job_id, ":chunks")]
+        return self._mark_requeued(keys=keys, args=[offset, state.raw, value]) == 1
+
     def finish_chunk(self, job_id, offset):
         """The chunk has no work left: forget its state."""
         self.redis.hdel(self._key(job_id, ":chunks"), offset)
@@ -367,15 +399,16 @@ class JobStore:
         self.redis.zrem(self.watch_key, job_id)
 
     def chunk_states(self, job_id):
-        """``{offset: (state, time, attempt)}`` of the chunks with work left, and their leases.
+        """``{offset: ChunkState}`` of the chunks with work left, and their leases.
 
         Returns ``(states, leased)`` where ``leased`` is the set of offsets under a lease.
         """
         states = {}
         for offset, value in self.redis.hgetall(self._key(job_id, ":chunks")).items():
-            kind, _, rest = value.partition(":")
-            when, _, attempt = rest.partition(":")
-            states[int(offset)] = (kind, float(when or 0), int(attempt or 0))
+            kind, when, attempt, requeues = (value.split(":") + ["", "", ""])[:4]
+            states[int(offset)] = ChunkState(
+                kind, float(when or 0), int(attempt or 0), int(requeues or 0), value
+            )
         offsets = sorted(states)
         with self.redis.pipeline(transaction=False) as pipe:
             for offset in offsets:

@@ -189,8 +189,8 @@ def start_job(task, job_id):
                 return
             total, size = int(job["total"]), int(job["chunk_size"])
             states, _ = assembly.jobs.chunk_states(job_id)
-            for offset, (kind, _, _) in sorted(states.items()):
-                if kind == "q":
+            for offset, state in sorted(states.items()):
+                if state.kind == "q":
                     publish_chunk(task.app, job_id, offset, min(size, total - offset))
         except (RedisError, OperationalError) as exc:
             # The chunks not enqueued stay queued in the job's record: the watchdog

@@ -7,10 +7,15 @@ work of a job, chunk by chunk:
 
 - a chunk that was started but whose lease lapsed (its worker died, or Redis failed
   under it) goes back to the queue at once;
-- a chunk queued long ago (``emailsvc.watchdog.stall_seconds``) that nobody started, while
-  the broker's queue is empty, was lost with the queue (a broker restart, a deleted key);
+- a chunk queued long ago (``emailsvc.watchdog.stall_seconds``) that nobody started was
+  lost with the queue (a broker restart, a deleted key) if the queue is empty, and goes
+  back at once; while the queue holds a backlog it goes back after a wait that doubles
+  each time, since it may as well be reserved by a worker that was killed;
 - likewise a retry that left the schedule but never started (a worker died between the
   two, or the broker lost it).
+
+Whatever goes back to the queue is first marked queued as of now, so it is judged again
+only after its next wait.
 
 A job whose delivery lifetime has ended gets its pending recipients failed with the last
 error. Chunks are idempotent (recipients with an outcome are skipped, a lease keeps two
@@ -80,23 +85,39 @@ def _look_after(app, job_id, now, stall, queue_empty):
     if now >= float(job.get("deadline") or 0):
         _fail_expired(app, job_id, job, states, total, size)
         return
-    for offset, (kind, when, attempt) in sorted(states.items()):
-        count = min(size, total - offset)
+    for offset, state in sorted(states.items()):
         if offset in leased:
             continue
-        # A queued chunk, or a retry that left the schedule, may wait in a long backlog:
-        # it is lost only if nothing waits in the queue any more.
-        lost = kind == "s" or (
-            queue_empty
-            and when <= now - stall
-            and (
-                kind == "q"
-                or (kind == "r" and not store.scheduled_retry(job_id, offset, count, attempt))
-            )
-        )
-        if lost:
-            log.warning("job %s chunk at %d was lost (%s); enqueued again", job_id, offset, kind)
-            publish_chunk(app, job_id, offset, count, attempt)
+        count = min(size, total - offset)
+        if _lost(store, job_id, offset, count, state, now, stall, queue_empty):
+            # Marked queued as of now first: the chunk is judged again only after its
+            # next wait, and a worker that took it meanwhile keeps it to itself.
+            if store.mark_requeued(job_id, offset, state, now):
+                log.warning(
+                    "job %s chunk at %d was lost (%s); enqueued again", job_id, offset, state.kind
+                )
+                publish_chunk(app, job_id, offset, count, state.attempt)
+
+
+def _lost(store, job_id, offset, count, state, now, stall, queue_empty):
+    """Whether a chunk nobody holds a lease on must be enqueued again.
+
+    A started chunk without its lease was lost with its worker. A queued chunk (or a retry
+    that left the schedule) that nobody started for ``stall`` seconds was lost if the
+    queue is empty; while something waits in the queue it may be waiting in a backlog, or
+    it may sit reserved by a worker that was killed (the Redis broker gives such messages
+    back only after its visibility timeout): it is enqueued again all the same, after a
+    wait that doubles each time (``stall``, then twice that, ...), so a backlog costs a
+    few cheap duplicates per chunk (each finds its recipients done) and never a flood.
+    """
+    if state.kind == "s":
+        return True
+    waited = now - state.when
+    if waited < stall or not (queue_empty or waited >= stall * 2**state.requeues):
+        return False
+    return state.kind == "q" or (
+        state.kind == "r" and not store.scheduled_retry(job_id, offset, count, state.attempt)
+    )
 
 
 def _fail_expired(app, job_id, job, states, total, size):
