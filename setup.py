@@ -42,7 +42,12 @@ tests_require = [
     "flower>=2.0",
     # A terminal emulator: what emailsvc-client leaves on a pseudo-terminal.
     "pyte>=0.8",
+    # The text of the PDFs a job attaches, read back by the tests.
+    "pypdf>=5.0",
 ]
+
+# Per-recipient PDF attachments rendered from HTML templates (pdf_attachments).
+pdf_require = ["weasyprint>=63.0"]
 
 # Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
 flower_require = ["flower>=2.0"]
@@ -57,10 +62,10 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
-    package_data={"emailsvc": ["templates/*.txt"]},
+    package_data={"emailsvc": ["templates/*.txt", "templates/*.pt"]},
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require, "flower": flower_require},
+    extras_require={"testing": tests_require, "pdf": pdf_require, "flower": flower_require},
     entry_points={
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],

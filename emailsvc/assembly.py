@@ -22,6 +22,7 @@ from .jobs.records import JobStore
 from .jobs.tasks import configure_celery, new_celery_app
 from .jobs.watchdog import PeriodicStep
 from .mail.messages import sender_address
+from .mail.pdf import pdf_renderer
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
 from .settings import Settings, load
@@ -42,6 +43,8 @@ class Assembly:
     keyring: KeyRing
     limiter: RateLimiter
     deliverer: Deliverer
+    #: Renders per-recipient PDFs; None without the pdf extra (WeasyPrint).
+    pdf: object
     revoker: Revoker
     celery: Celery
 
@@ -105,6 +108,9 @@ def assemble(settings, celery_app=None):
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
+    pdf = pdf_renderer(
+        templates, settings["emailsvc.pdf.timeout_seconds"], settings["emailsvc.pdf.max_bytes"]
+    )
     assembly = Assembly(
         settings=settings,
         redis=client,
@@ -115,8 +121,9 @@ def assemble(settings, celery_app=None):
         keyring=KeyRing(settings["emailsvc.api_keys"]),
         limiter=RateLimiter(client, prefix, settings.limits_for),
         deliverer=Deliverer(
-            jobs, templates, transport, sender, settings["emailsvc.lease_seconds"]
+            jobs, templates, transport, sender, settings["emailsvc.lease_seconds"], pdf
         ),
+        pdf=pdf,
         revoker=Revoker(jobs),
         celery=celery_app if celery_app is not None else new_celery_app(),
     )

@@ -121,7 +121,15 @@ def test_a_document_that_breaks_the_declared_schema_is_caught(spec):
 
 
 def test_413_and_503_answers_match_their_declared_schemas(settings, spec):
-    small = webtest.TestApp(main({}, **dict(settings, **{"emailsvc.max_body_bytes": "1024"})))
+    small = webtest.TestApp(
+        main(
+            {},
+            **dict(
+                settings,
+                **{"emailsvc.max_body_bytes": "1024", "emailsvc.max_attachment_bytes": "0"},
+            ),
+        )
+    )
     too_large = post(small, dict(VALID, content="x" * 2000), 413)
     jsonschema.validate(too_large.json, response_schema(spec, "/email", "post", 413))
     # Nothing listens on port 1: the job store is unavailable.

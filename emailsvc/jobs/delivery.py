@@ -14,12 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.utils import format_datetime
 
 from redis.exceptions import RedisError
 
 from ..logs import bind
-from ..mail.messages import build_message, message_id
+from ..mail.compose import Composer, load_content
+from ..mail.messages import message_id
 from ..mail.templates import RenderError
 from ..mail.transports import ConnectionLost, DeliveryError
 from .records import FINAL_STATUSES
@@ -87,12 +87,19 @@ class LeaseKeeper:
 class Deliverer:
     """Everything a worker process needs to deliver chunks, built once per process."""
 
-    def __init__(self, store, templates, transport, sender, lease_seconds=6):
+    def __init__(self, store, templates, transport, sender, lease_seconds=6, pdf=None):
         self.store = store
         self.templates = templates
         self.transport = transport
         self.sender = sender
         self.lease_seconds = lease_seconds
+        #: The PDF renderer (``mail.pdf``), None without the pdf extra.
+        self.pdf = pdf
+
+    def composer(self, job, date):
+        """The ``Composer`` of a job's messages, with its stored content decoded once."""
+        content = load_content(job.get("stored_content"))
+        return Composer(self.templates, job, content, self._sender(job), date, self.pdf)
 
     def deliver_chunk(self, job_id, offset, count):
         """Deliver the recipients ``offset .. offset+count-1`` that have no outcome yet.
@@ -127,13 +134,16 @@ class Deliverer:
         started = time.monotonic()
         date = datetime.now(UTC)
         sender = self._sender(job)
-        # What every recipient's template shares, worked out once per chunk, not per message.
-        shared = {
-            "sender": str(sender),
-            "subject": job["subject"],
-            "content": job["content"],
-            "date": format_datetime(date, usegmt=True),
-        }
+        try:
+            # Once per chunk: the job's content read and decoded, its attachments built.
+            composer = self.composer(job, date)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.exception("job %s: its stored content cannot be read", job_id)
+            error = DeliveryError(None, f"message could not be built: {exc}", permanent=True)
+            for index, recipient in todo:
+                self.store.record_failed(job_id, index, recipient["email"], None, error.message)
+                result.failed += 1
+            return result
         try:
             with self.transport.session() as session:
                 for position, (index, recipient) in enumerate(todo):
@@ -142,7 +152,7 @@ class Deliverer:
                         break
                     msgid = message_id(job_id, index, sender.domain)
                     try:
-                        self._send_one(session, job, recipient, sender, shared, date, msgid)
+                        self._send_one(session, composer, recipient, msgid)
                     except ConnectionLost as exc:
                         error = DeliveryError(exc.code, str(exc), permanent=False)
                         result.transient.extend((i, r, error) for i, r in todo[position:])
@@ -172,12 +182,9 @@ class Deliverer:
         )
         return result
 
-    def _send_one(self, session, job, recipient, sender, shared, date, msgid):
-        variables = {**(recipient.get("vars") or {}), **shared}
-        variables.update(to=recipient["email"], name=recipient.get("name") or "")
+    def _send_one(self, session, composer, recipient, msgid):
         try:
-            body = self.templates.render(job["template"], variables)
-            msg = build_message(sender, recipient, job["subject"], body, now=date, msgid=msgid)
+            msg, _ = composer.compose(recipient, msgid)
         except RenderError as exc:
             raise DeliveryError(None, str(exc), permanent=True) from exc
         except (ValueError, TypeError, KeyError) as exc:
@@ -186,7 +193,7 @@ class Deliverer:
             raise DeliveryError(
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
-        session.send(msg, sender.addr_spec, recipient["email"])
+        session.send(msg, composer.sender.addr_spec, composer.envelope(recipient))
 
     def _sender(self, job):
         # A job's own "from" was checked against its client's allowed domains when accepted.

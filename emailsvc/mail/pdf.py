@@ -1,0 +1,97 @@
+"""Per-recipient PDF attachments: an HTML template rendered to PDF with WeasyPrint.
+
+WeasyPrint is the optional ``pdf`` extra (``pip install emailsvc[pdf]``); without it
+``pdf_renderer`` returns None and the API refuses jobs that ask for PDFs. A template never
+fetches anything remote: its ``url_fetcher`` serves only files under the template folder
+and ``data:`` URIs. Each PDF's rendering time and size are bounded.
+"""
+
+import logging
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit
+
+from .templates import RenderError
+
+log = logging.getLogger(__name__)
+
+
+class ResourceRefused(ValueError):
+    """A template referenced a resource outside its folder (WeasyPrint skips it)."""
+
+
+def pdf_renderer(templates, timeout_seconds, max_bytes):
+    """A ``PDFRenderer``, or None when WeasyPrint (the pdf extra) is not installed."""
+    try:
+        import weasyprint
+    except (ImportError, OSError) as exc:
+        # OSError: the package is there but its system libraries (Pango) are not.
+        log.debug("PDF attachments unavailable: %s", exc)
+        return None
+    return PDFRenderer(weasyprint, templates, timeout_seconds, max_bytes)
+
+
+class PDFRenderer:
+    """Renders an HTML template (``<name>.pt``, values escaped) to PDF bytes."""
+
+    def __init__(self, weasyprint, templates, timeout_seconds, max_bytes):
+        self.weasyprint = weasyprint
+        self.templates = templates
+        self.timeout = timeout_seconds
+        self.max_bytes = max_bytes
+        self.folder = os.path.realpath(templates.directory)
+
+    def fetch(self, url, timeout=10, ssl_context=None):
+        """WeasyPrint's url_fetcher: ``data:`` URIs and files of the template folder only."""
+        parts = urlsplit(url)
+        if parts.scheme == "data":
+            return self.weasyprint.default_url_fetcher(url)
+        if parts.scheme == "file" and not parts.netloc:
+            path = os.path.realpath(unquote(parts.path))
+            if os.path.commonpath([path, self.folder]) == self.folder and os.path.isfile(path):
+                return self.weasyprint.default_url_fetcher(url)
+        raise ResourceRefused(f"PDF templates may not load {parts.scheme or 'this'} resources")
+
+    def render(self, name, variables):
+        """The PDF of template ``name`` for ``variables``; RenderError when over a bound."""
+        html = self.templates.render_html(name, variables)
+        base_url = self.folder + os.sep
+        with _time_limit(self.timeout):
+            document = self.weasyprint.HTML(string=html, base_url=base_url, url_fetcher=self.fetch)
+            data = document.write_pdf()
+        if len(data) > self.max_bytes:
+            raise RenderError(
+                f"the PDF of template {name!r} is larger than {self.max_bytes} bytes"
+            )
+        return data
+
+
+class _TimeUp(Exception):
+    pass
+
+
+@contextmanager
+def _time_limit(seconds):
+    """Interrupt the block after ``seconds`` (a worker's tasks run in its main thread).
+
+    Elsewhere (a web request's thread) signals cannot be used, and the block runs unbounded
+    in time; its input is bounded by the request's limits.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def time_up(signum, frame):
+        raise _TimeUp()
+
+    previous = signal.signal(signal.SIGALRM, time_up)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _TimeUp:
+        raise RenderError(f"the PDF took longer than {seconds} s to render") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
