@@ -47,7 +47,8 @@ tests_require = [
 ]
 
 # Per-recipient PDF attachments rendered from HTML templates (pdf_attachments).
-pdf_require = ["weasyprint>=63.0"]
+# 70: URLFetcher classes, through which a template's resources are confined to its folder.
+pdf_require = ["weasyprint>=70.0"]
 
 # Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
 flower_require = ["flower>=2.0"]

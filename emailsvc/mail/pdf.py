@@ -42,30 +42,44 @@ class PDFRenderer:
         self.timeout = timeout_seconds
         self.max_bytes = max_bytes
         self.folder = os.path.realpath(templates.directory)
-
-    def fetch(self, url, timeout=10, ssl_context=None):
-        """WeasyPrint's url_fetcher: ``data:`` URIs and files of the template folder only."""
-        parts = urlsplit(url)
-        if parts.scheme == "data":
-            return self.weasyprint.default_url_fetcher(url)
-        if parts.scheme == "file" and not parts.netloc:
-            path = os.path.realpath(unquote(parts.path))
-            if os.path.commonpath([path, self.folder]) == self.folder and os.path.isfile(path):
-                return self.weasyprint.default_url_fetcher(url)
-        raise ResourceRefused(f"PDF templates may not load {parts.scheme or 'this'} resources")
+        self.fetcher_class = _folder_fetcher(weasyprint.URLFetcher)
 
     def render(self, name, variables):
         """The PDF of template ``name`` for ``variables``; RenderError when over a bound."""
         html = self.templates.render_html(name, variables)
         base_url = self.folder + os.sep
         with _time_limit(self.timeout):
-            document = self.weasyprint.HTML(string=html, base_url=base_url, url_fetcher=self.fetch)
+            fetcher = self.fetcher_class(self.folder)
+            document = self.weasyprint.HTML(string=html, base_url=base_url, url_fetcher=fetcher)
             data = document.write_pdf()
         if len(data) > self.max_bytes:
             raise RenderError(
                 f"the PDF of template {name!r} is larger than {self.max_bytes} bytes"
             )
         return data
+
+
+def _folder_fetcher(url_fetcher):
+    """A subclass of WeasyPrint's ``URLFetcher`` that fetches ``data:`` URIs and the
+    files under one folder, and refuses everything else (http, ftp, other files)."""
+
+    class FolderFetcher(url_fetcher):
+        def __init__(self, folder):
+            super().__init__(allowed_protocols={"file", "data"}, allow_redirects=False)
+            self.folder = folder
+
+        def fetch(self, url, headers=None):
+            parts = urlsplit(url)
+            if parts.scheme.lower() == "file":
+                path = os.path.realpath(unquote(parts.path))
+                inside = os.path.commonpath([path, self.folder]) == self.folder
+                if parts.netloc or not inside:
+                    raise ResourceRefused("PDF templates may only load files of their folder")
+            elif parts.scheme.lower() != "data":
+                raise ResourceRefused("PDF templates may not load remote resources")
+            return super().fetch(url, headers)
+
+    return FolderFetcher
 
 
 class _TimeUp(Exception):
