@@ -99,6 +99,7 @@ class EmailsvcSwagger(CorniceSwagger):
     custom_type_converters = {
         colander.String: StringConverter,
         schemas.StrictString: StringConverter,
+        schemas.FileName: StringConverter,
         colander.Integer: IntegerConverter,
         colander.Mapping: ObjectConverter,
         schemas.Recipient: RecipientConverter,

@@ -247,11 +247,16 @@ class Recipients(colander.SequenceSchema):
     recipient = colander.SchemaNode(Recipient())
 
 
-def base_filename(value):
-    """Colander preparer: a filename reduced to its last path part, spaces trimmed."""
-    if not isinstance(value, str):
-        return value
-    return posixpath.basename(value.replace("\\", "/")).strip()
+class FileName(StrictString):
+    """A file's name: one line as given, then reduced to its last path part."""
+
+    def deserialize(self, node, cstruct):
+        value = super().deserialize(node, cstruct)
+        if value is colander.null:
+            return value
+        # Checked before the reduction, which could otherwise cut a line break away.
+        header_text(node, value)
+        return posixpath.basename(value.replace("\\", "/")).strip()
 
 
 def safe_filename(node, value):
@@ -311,13 +316,14 @@ def _normalized_base64(value):
 class Attachment(colander.MappingSchema):
     """One file: base64 content, a name and a type; with ``content_id``, an inline image."""
 
-    filename = colander.SchemaNode(StrictString(), preparer=base_filename, validator=safe_filename)
+    filename = colander.SchemaNode(FileName(), validator=safe_filename)
     content_type = colander.SchemaNode(StrictString(), preparer=_lower, validator=content_type)
     content = colander.SchemaNode(
         StrictString(), preparer=_normalized_base64, validator=base64_content
     )
     content_id = colander.SchemaNode(
-        StrictString(),
+        # An empty id is refused, not taken for a missing one.
+        StrictString(allow_empty=True),
         missing=colander.drop,
         validator=content_id,
         description='Inline image: referenced from the HTML as "cid:<content_id>"',
