@@ -82,6 +82,17 @@ class StrictString(colander.String):
         return super().deserialize(node, cstruct)
 
 
+class StrictInt(colander.Int):
+    """A whole number that must arrive as a JSON number ("5", 5.5 and true are refused)."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is not colander.null and (
+            isinstance(cstruct, bool) or not isinstance(cstruct, int)
+        ):
+            raise colander.Invalid(node, "Must be a whole number")
+        return super().deserialize(node, cstruct)
+
+
 def single_line(node, value):
     """Reject values with line breaks or NUL."""
     if _LINE_BREAKS.search(value):
@@ -316,10 +327,22 @@ def _normalized_base64(value):
 class Attachment(colander.MappingSchema):
     """One file: base64 content, a name and a type; with ``content_id``, an inline image."""
 
-    filename = colander.SchemaNode(FileName(), validator=safe_filename)
-    content_type = colander.SchemaNode(StrictString(), preparer=_lower, validator=content_type)
+    filename = colander.SchemaNode(
+        FileName(),
+        validator=safe_filename,
+        description="Reduced to its base name; executable types (.exe, .js, ...) are refused",
+    )
+    content_type = colander.SchemaNode(
+        StrictString(),
+        preparer=_lower,
+        validator=content_type,
+        description="A MIME type such as application/pdf, without parameters",
+    )
     content = colander.SchemaNode(
-        StrictString(), preparer=_normalized_base64, validator=base64_content
+        StrictString(),
+        preparer=_normalized_base64,
+        validator=base64_content,
+        description="The file's bytes in base64",
     )
     content_id = colander.SchemaNode(
         # An empty id is refused, not taken for a missing one.
@@ -461,10 +484,15 @@ def _check_job(node, job, kw):
 class SendEmailBody(colander.MappingSchema):
     """The JSON body of ``POST /email``."""
 
-    recipients = Recipients(validator=_recipients_length)
+    recipients = Recipients(
+        validator=_recipients_length,
+        description='Addresses, or {"email", "name"?, "vars"?, "cc"?, "bcc"?}; cc and bcc '
+        "(addresses) get the same message and count toward the recipient limit",
+    )
     subject = colander.SchemaNode(
         StrictString(),
         validator=colander.All(colander.Length(min=1, max=MAX_SUBJECT_LENGTH), header_text),
+        description="One line; a template's <name>.subject.txt may replace it per recipient",
     )
     content = colander.SchemaNode(
         StrictString(allow_empty=True),
@@ -478,9 +506,19 @@ class SendEmailBody(colander.MappingSchema):
         validator=_content_size,
         description="The HTML, inserted into the template's HTML as the client's markup",
     )
-    template = colander.SchemaNode(StrictString(), missing="default", validator=_known_template)
+    template = colander.SchemaNode(
+        StrictString(),
+        missing="default",
+        validator=_known_template,
+        description="The template's name (its .txt, .pt and .subject.txt files)",
+    )
     # "from" is a Python keyword, hence the attribute name.
-    from_ = colander.SchemaNode(Sender(), name="from", missing=colander.drop)
+    from_ = colander.SchemaNode(
+        Sender(),
+        name="from",
+        missing=colander.drop,
+        description="The From address, in a domain the client's key may use",
+    )
     reply_to = colander.SchemaNode(
         Sender(), missing=colander.drop, description="The Reply-To address of every message"
     )
@@ -489,9 +527,15 @@ class SendEmailBody(colander.MappingSchema):
         missing=colander.drop,
         description="Custom headers (X-..., List-..., In-Reply-To, References, ...)",
     )
-    attachments = Attachments(missing=colander.drop)
+    attachments = Attachments(
+        missing=colander.drop,
+        description='Files, {"filename", "content_type", "content" (base64), "content_id"?}; '
+        "with content_id, an inline image of the HTML",
+    )
     pdf_attachments = PDFAttachments(
-        missing=colander.drop, validator=colander.Length(max=MAX_PDF_ATTACHMENTS)
+        missing=colander.drop,
+        validator=colander.Length(max=MAX_PDF_ATTACHMENTS),
+        description='PDFs rendered per recipient from an HTML template, {"template", "filename"}',
     )
 
     @staticmethod
@@ -508,7 +552,7 @@ class RenderEmailBody(SendEmailBody):
     """The JSON body of ``POST /email/render``: a job, and which recipient to render."""
 
     recipient = colander.SchemaNode(
-        colander.Int(),
+        StrictInt(),
         missing=0,
         validator=colander.Range(min=0),
         description="The index of the recipient whose message to render (default 0)",

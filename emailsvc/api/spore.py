@@ -65,13 +65,28 @@ def describe_method(service, method, view, args):
     body = schema.get("body") if schema is not None else None
     if body is not None and body.required:
         entry["required_payload"] = True
+    if body is not None and body.children:
+        # SPORE's "payload": the names of the body's fields; the description says more.
+        entry["payload"] = [node.name for node in body.children]
     statuses = sorted(int(code) for code in args.get("response_schemas", {}))
     if statuses:
         entry["expected_status"] = statuses
     doc = inspect.getdoc(view)
+    if body is not None and body.children:
+        doc = "\n\n".join(filter(None, [doc, payload_fields(body)]))
     if doc:
         entry["description"] = doc
     return entry
+
+
+def payload_fields(body):
+    """One line per field of a request body: its name, whether required, its description."""
+    lines = ["Payload fields:"]
+    for node in body.children:
+        required = " (required)" if node.required else ""
+        description = f": {node.description}" if node.description else ""
+        lines.append(f"- {node.name}{required}{description}")
+    return "\n".join(lines)
 
 
 def operations(service):
