@@ -56,13 +56,12 @@ def test_the_description_names_this_service_and_its_three_methods(app):
     render = methods["render_email"]
     assert (render["method"], render["path"]) == ("POST", "/email/render")
     assert render["expected_status"] == [200, 400, 401, 403, 413, 415, 429, 503]
-    assert render["payload"] == send["payload"] + ["recipient"]
+    assert "\n- recipient: The index of the recipient" in render["description"]
     assert (send["method"], send["path"], send["required_payload"]) == ("POST", "/email", True)
     assert send["expected_status"] == [202, 400, 401, 403, 413, 415, 429, 503]
     assert send["description"].startswith("Accept an email job")
     fields = ["recipients", "subject", "content", "html", "template", "from", "reply_to"]
     fields += ["headers", "attachments", "pdf_attachments"]
-    assert send["payload"] == fields
     # Every field is described, from the schema.
     for field in fields:
         assert f"\n- {field}" in send["description"]

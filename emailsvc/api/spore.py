@@ -65,14 +65,13 @@ def describe_method(service, method, view, args):
     body = schema.get("body") if schema is not None else None
     if body is not None and body.required:
         entry["required_payload"] = True
-    if body is not None and body.children:
-        # SPORE's "payload": the names of the body's fields; the description says more.
-        entry["payload"] = [node.name for node in body.children]
     statuses = sorted(int(code) for code in args.get("response_schemas", {}))
     if statuses:
         entry["expected_status"] = statuses
     doc = inspect.getdoc(view)
     if body is not None and body.children:
+        # The body's fields, in the description: SPORE's own "payload" list is not read by
+        # every client (britney refuses it).
         doc = "\n\n".join(filter(None, [doc, payload_fields(body)]))
     if doc:
         entry["description"] = doc
