@@ -306,7 +306,8 @@ SETTINGS = (
         "template_dir",
         text,
         "",
-        "folder of `<name>.txt` templates; empty = the ones shipped in the package",
+        "folder of the `<name>.txt`, `<name>.pt` and `<name>.subject.txt` templates; "
+        "empty = the ones shipped in the package",
     ),
     _s(
         "mail.transport",
