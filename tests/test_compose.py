@@ -140,3 +140,11 @@ def test_the_body_limit_must_hold_the_largest_attachments():
 def test_stored_content_is_json():
     stored = dump_content({"content": "x", "html": "<p>é</p>"})
     assert json.loads(stored)["html"] == "<p>é</p>"
+
+
+def test_a_pdf_over_its_time_bound_fails_the_recipient(tmp_path):
+    rows = "".join(f"<tr><td>{i}</td><td>{'x' * 50}</td></tr>" for i in range(3000))
+    (tmp_path / "long.pt").write_text(f"<html><body><table>{rows}</table></body></html>")
+    renderer = pdf_renderer(Templates(str(tmp_path)), 0.05, 10**8)
+    with pytest.raises(RenderError, match="took longer than 0.05 s"):
+        renderer.render("long", {})

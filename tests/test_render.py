@@ -132,3 +132,26 @@ def test_custom_headers_arrive_as_given(app):
     assert msg["In-Reply-To"] == "<1.thread@example.org>"
     assert msg["References"] == references
     assert max(len(line) for line in doc["mime"].splitlines()) <= 998
+
+
+def test_attachment_count_and_decoded_size_are_bounded_by_the_settings(settings):
+    limits = {"emailsvc.max_attachments": "2", "emailsvc.max_attachment_bytes": "10"}
+    app = webtest.TestApp(main({}, **dict(settings, **limits)))
+    one = {"filename": "a.txt", "content_type": "text/plain", "content": "YWJjZGU="}  # 5 bytes
+    render(app, dict(JOB, attachments=[one, one]))
+    errors = render(app, dict(JOB, attachments=[one, one, one]), status=400).json["errors"]
+    assert (
+        errors[0]["name"] == "attachments" and "At most 2 attachments" in errors[0]["description"]
+    )
+    six = dict(one, content="YWJjZGVm")  # 6 bytes: 11 together
+    errors = render(app, dict(JOB, attachments=[one, six]), status=400).json["errors"]
+    assert errors[0]["description"] == "Attachments are larger than 10 bytes (decoded)"
+
+
+def test_the_default_html_template_escapes_the_subject_and_keeps_the_html(app):
+    body = dict(JOB, subject="<i>Soldes</i> & promos", html="<p>Tout <b>-20 %</b></p>")
+    doc = render(app, body).json
+    assert "<title>&lt;i&gt;Soldes&lt;/i&gt; &amp; promos</title>" in doc["html"]
+    assert "<p>Tout <b>-20 %</b></p>" in doc["html"]
+    # A layout of tables with inline styles, narrowed on small screens.
+    assert 'role="presentation"' in doc["html"] and "@media only screen" in doc["html"]
