@@ -2,7 +2,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 # One stamp per set of packages: make run installs what running needs, make test adds
-# what testing needs (pytest, linters, Flower, ...).
+# what testing needs (pytest, linters, Flower, WeasyPrint for the PDF tests, ...).
 RUN_STAMP = $(VENV)/.installed-run
 TEST_STAMP = $(VENV)/.installed-testing
 
@@ -60,7 +60,7 @@ $(RUN_STAMP): setup.py | $(BIN)/python
 
 # The testing extra includes the package's own requirements: the run stamp holds too.
 $(TEST_STAMP): setup.py | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[testing]"
+	$(BIN)/pip install --quiet -e ".[testing,pdf]"
 	touch $@ $(RUN_STAMP)
 
 COURSE_VENV = bench/.venv-course

@@ -46,7 +46,13 @@ tests_require = [
     "pyte>=0.8",
     # Drives the headless chromium of the dashboard's browser tests (chromedriver).
     "selenium>=4.20",
+    # The text of the PDFs a job attaches, read back by the tests.
+    "pypdf>=5.0",
 ]
+
+# Per-recipient PDF attachments rendered from HTML templates (pdf_attachments).
+# 70: URLFetcher classes, through which a template's resources are confined to its folder.
+pdf_require = ["weasyprint>=70.0"]
 
 # Flower, Celery's monitor, run through the service's app: docs/OPERATIONS.md.
 flower_require = ["flower>=2.0"]
@@ -62,11 +68,16 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*"]),
     include_package_data=True,
     package_data={
-        "emailsvc": ["templates/*.txt", "dashboard/templates/*.pt", "dashboard/static/*"]
+        "emailsvc": [
+            "templates/*.txt",
+            "templates/*.pt",
+            "dashboard/templates/*.pt",
+            "dashboard/static/*",
+        ]
     },
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require, "flower": flower_require},
+    extras_require={"testing": tests_require, "pdf": pdf_require, "flower": flower_require},
     entry_points={
         "paste.app_factory": ["main = emailsvc:main"],
         "paste.server_runner": ["waitress = emailsvc.server:serve"],

@@ -23,6 +23,7 @@ from .jobs.tasks import configure_celery, new_celery_app
 from .jobs.watchdog import PeriodicStep
 from .logs import use_format
 from .mail.messages import sender_address
+from .mail.pdf import pdf_renderer
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
 from .metrics import Metrics
@@ -44,6 +45,8 @@ class Assembly:
     keyring: KeyRing
     limiter: RateLimiter
     deliverer: Deliverer
+    #: Renders per-recipient PDFs; None without the pdf extra (WeasyPrint).
+    pdf: object
     revoker: Revoker
     celery: Celery
     metrics: Metrics
@@ -109,6 +112,9 @@ def assemble(settings, celery_app=None):
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
     metrics = Metrics(settings["emailsvc.metrics.dir"])
+    pdf = pdf_renderer(
+        templates, settings["emailsvc.pdf.timeout_seconds"], settings["emailsvc.pdf.max_bytes"]
+    )
     assembly = Assembly(
         settings=settings,
         redis=client,
@@ -126,7 +132,9 @@ def assemble(settings, celery_app=None):
             settings["emailsvc.lease_seconds"],
             connections=settings["emailsvc.smtp.connections"],
             metrics=metrics,
+            pdf=pdf,
         ),
+        pdf=pdf,
         revoker=Revoker(jobs),
         celery=celery_app if celery_app is not None else new_celery_app(),
         metrics=metrics,

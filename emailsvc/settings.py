@@ -315,7 +315,8 @@ SETTINGS = (
         "template_dir",
         text,
         "",
-        "folder of `<name>.txt` templates; empty = the ones shipped in the package",
+        "folder of the `<name>.txt`, `<name>.pt` and `<name>.subject.txt` templates; "
+        "empty = the ones shipped in the package",
     ),
     _s(
         "mail.transport",
@@ -342,8 +343,38 @@ SETTINGS = (
     _s("sender", text, "emailsvc@localhost", "the From address (and envelope sender)"),
     _s("sender_name", text, "", "display name of the From header"),
     _s("max_recipients", integer(1), "10000", "recipients per job"),
-    _s("max_body_bytes", integer(1024), "4194304", "largest request body (413 above)"),
-    _s("max_content_bytes", integer(1), "1048576", "largest `content`, UTF-8 bytes (400 above)"),
+    _s(
+        "max_body_bytes",
+        integer(1024),
+        "16777216",
+        "largest request body (413 above); at least the base64 of "
+        "`emailsvc.max_attachment_bytes` (waitress and nginx follow it)",
+    ),
+    _s(
+        "max_content_bytes",
+        integer(1),
+        "1048576",
+        "largest `content`, and largest `html`, UTF-8 bytes (400 above)",
+    ),
+    _s("max_attachments", integer(0), "10", "attachments per job, inline images included"),
+    _s(
+        "max_attachment_bytes",
+        integer(0),
+        "10485760",
+        "decoded size of a job's attachments together (400 above)",
+    ),
+    _s(
+        "pdf.timeout_seconds",
+        seconds,
+        "10",
+        "longest rendering of one per-recipient PDF in a worker (the recipient fails above)",
+    ),
+    _s(
+        "pdf.max_bytes",
+        integer(1024),
+        "5242880",
+        "largest per-recipient PDF (the recipient fails above)",
+    ),
     _s("chunk_size", integer(1), "100", "recipients per Celery task"),
     _s("job_ttl_seconds", integer(1), "604800", "how long job records are kept"),
     _s("queue", text, "emailsvc", "Celery queue name"),
@@ -657,7 +688,20 @@ def load(ini_settings=None, environ=None):
             variable = env_name(name)
             if variable in environ:
                 per_client[name] = _convert(setting, name, environ[variable], f"${variable}")
+    _check_body_limit(values)
     return Settings(values, per_client)
+
+
+def _check_body_limit(values):
+    # A job carrying its largest attachments must fit in a request body: base64 makes 4
+    # bytes of every 3, and the rest of the body needs room too.
+    attachments = values["emailsvc.max_attachment_bytes"]
+    needed = -(-attachments // 3) * 4 + 1024
+    if values["emailsvc.max_body_bytes"] < needed:
+        raise SettingsError(
+            f"emailsvc.max_body_bytes ({values['emailsvc.max_body_bytes']}) must be at least "
+            f"{needed}: the base64 of emailsvc.max_attachment_bytes ({attachments}) must fit"
+        )
 
 
 def from_ini(path, environ=None):

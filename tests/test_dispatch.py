@@ -53,9 +53,9 @@ class FlakyStore:
         self.write_then_fail = write_then_fail
         self.reads_failing = reads_failing
 
-    def create(self, *args):
+    def create(self, *args, **kwargs):
         self.created = args[0]
-        self.store.create(*args)
+        self.store.create(*args, **kwargs)
         if self.write_then_fail:
             # The transaction ran, but its answer was lost with the connection.
             raise RedisConnectionError("Connection closed by server.")

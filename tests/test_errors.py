@@ -49,8 +49,8 @@ VALID = {"recipients": ["ana@example.org"], "subject": "s", "content": "c"}
 
 
 def test_unknown_fields_are_named_without_their_values(app):
-    [error] = post(app, dict(VALID, html="<b>Secret-marker</b>", zz=1))
-    assert error["description"] == 'Unknown fields: "html", "zz"'
+    [error] = post(app, dict(VALID, body_html="<b>Secret-marker</b>", zz=1))
+    assert error["description"] == 'Unknown fields: "body_html", "zz"'
     assert "Secret-marker" not in json.dumps(error)
 
 

@@ -66,8 +66,17 @@ def test_every_endpoint_declares_its_statuses_and_their_documents(spec):
         (path, method): op for path, item in spec["paths"].items() for method, op in item.items()
         if method != "parameters"
     }  # fmt: skip
-    assert set(operations) == {("/email", "post"), ("/email/{task_id}", "get")}
+    assert set(operations) == {
+        ("/email", "post"),
+        ("/email/render", "post"),
+        ("/email/{task_id}", "get"),
+    }
     send, status = operations["/email", "post"], operations["/email/{task_id}", "get"]
+    render = operations["/email/render", "post"]
+    assert sorted(render["responses"]) == ["200", "400", "401", "403", "413", "415", "429", "503"]
+    assert render["operationId"] == "render_email"
+    rendered = render["responses"]["200"]["schema"]["properties"]
+    assert sorted(rendered) == ["html", "mime", "subject", "text"]
     assert sorted(send["responses"]) == ["202", "400", "401", "403", "413", "415", "429", "503"]
     assert sorted(status["responses"]) == ["200", "401", "404", "503"]
     for op in operations.values():
@@ -82,8 +91,17 @@ def test_request_schemas_come_from_colander_bound_to_the_settings(spec):
     [body] = spec["paths"]["/email"]["post"]["parameters"]
     schema = body["schema"]
     assert body["in"] == "body" and body["required"] is True
-    assert sorted(schema["required"]) == ["content", "recipients", "subject"]
+    assert sorted(schema["required"]) == ["recipients", "subject"]
     assert schema["additionalProperties"] is False
+    properties = schema["properties"]
+    for field in ("content", "html", "reply_to", "headers", "attachments", "pdf_attachments"):
+        assert properties[field]["description"], field
+    attachment = properties["attachments"]["items"]
+    assert sorted(attachment["required"]) == ["content", "content_type", "filename"]
+    assert attachment["additionalProperties"] is False and "content_id" in attachment["properties"]
+    assert properties["headers"]["maxProperties"] == 20
+    assert properties["pdf_attachments"]["maxItems"] == 5
+    assert "cc" in properties["recipients"]["items"]["description"]
     assert schema["properties"]["recipients"]["maxItems"] == 10000
     assert schema["properties"]["template"]["enum"] == ["default"]
     assert schema["properties"]["subject"]["maxLength"] == 998
@@ -121,7 +139,15 @@ def test_a_document_that_breaks_the_declared_schema_is_caught(spec):
 
 
 def test_413_and_503_answers_match_their_declared_schemas(settings, spec):
-    small = webtest.TestApp(main({}, **dict(settings, **{"emailsvc.max_body_bytes": "1024"})))
+    small = webtest.TestApp(
+        main(
+            {},
+            **dict(
+                settings,
+                **{"emailsvc.max_body_bytes": "1024", "emailsvc.max_attachment_bytes": "0"},
+            ),
+        )
+    )
     too_large = post(small, dict(VALID, content="x" * 2000), 413)
     jsonschema.validate(too_large.json, response_schema(spec, "/email", "post", 413))
     # Nothing listens on port 1: the job store is unavailable.

@@ -26,7 +26,16 @@ def dry_run(target):
     return result.stdout
 
 
-def test_make_run_installs_the_package_alone_and_make_test_adds_the_testing_extra():
+def test_make_run_installs_the_package_alone_and_make_test_adds_the_testing_and_pdf_extras():
     run = dry_run("run")
-    assert "pip install --quiet -e .\n" in run and "[testing]" not in run
-    assert 'pip install --quiet -e ".[testing]"' in dry_run("test")
+    assert "pip install --quiet -e .\n" in run and "[testing" not in run
+    assert 'pip install --quiet -e ".[testing,pdf]"' in dry_run("test")
+
+
+def test_the_pdf_extra_is_weasyprint_and_templates_ship_with_the_package():
+    meta = metadata("emailsvc")
+    assert any(
+        r.startswith("weasyprint") and 'extra == "pdf"' in r for r in meta.get_all("Requires-Dist")
+    )
+    with open(f"{ROOT}/setup.py", encoding="utf-8") as handle:
+        assert '"templates/*.pt"' in handle.read()

@@ -45,17 +45,27 @@ def test_the_rules_reject_what_spore_forbids(app, spore_validator):
         assert not spore_validator.is_valid(broken)
 
 
-def test_the_description_names_this_service_and_its_two_methods(app):
+def test_the_description_names_this_service_and_its_three_methods(app):
     description = app.get("/spore", extra_environ={"HTTP_HOST": "mail.example.net:8443"}).json
     assert description["name"] == "emailsvc" and description["version"] == "1.0.0"
     assert description["base_url"] == "http://mail.example.net:8443"
     assert description["formats"] == ["json"] and description["authentication"] is False
     methods = description["methods"]
-    assert set(methods) == {"send_email", "get_email_status"}
+    assert set(methods) == {"send_email", "get_email_status", "render_email"}
     send, status = methods["send_email"], methods["get_email_status"]
+    render = methods["render_email"]
+    assert (render["method"], render["path"]) == ("POST", "/email/render")
+    assert render["expected_status"] == [200, 400, 401, 403, 413, 415, 429, 503]
+    assert "\n- recipient: The index of the recipient" in render["description"]
     assert (send["method"], send["path"], send["required_payload"]) == ("POST", "/email", True)
     assert send["expected_status"] == [202, 400, 401, 403, 413, 415, 429, 503]
     assert send["description"].startswith("Accept an email job")
+    fields = ["recipients", "subject", "content", "html", "template", "from", "reply_to"]
+    fields += ["headers", "attachments", "pdf_attachments"]
+    # Every field is described, from the schema.
+    for field in fields:
+        assert f"\n- {field}" in send["description"]
+    assert "- html: The HTML" in send["description"]
     assert (status["method"], status["path"]) == ("GET", "/email/:task_id")
     assert status["required_params"] == ["task_id"]
     assert status["expected_status"] == [200, 401, 404, 503]
@@ -113,9 +123,10 @@ def test_a_new_service_and_its_parameters_appear_without_touching_the_generator(
 
 def test_descriptions_describe_themselves_out(app):
     paths = set(app.get("/openapi.json").json["paths"])
-    assert paths == {"/email", "/email/{task_id}"}
+    assert paths == {"/email", "/email/render", "/email/{task_id}"}
     assert {m["path"] for m in app.get("/spore").json["methods"].values()} == {
         "/email",
+        "/email/render",
         "/email/:task_id",
     }
 

@@ -84,7 +84,15 @@ def test_invalid_fields_get_400_naming_the_field(app, change, field):
 
 def test_missing_fields_are_each_reported(app):
     errors = post(app, {}, 400).json["errors"]
-    assert {e["name"] for e in errors} == {"recipients", "subject", "content"}
+    assert {e["name"] for e in errors} == {"recipients", "subject"}
+
+
+def test_a_job_without_content_or_html_is_refused_naming_content(app):
+    body = {"recipients": ["a@example.org"], "subject": "Hi"}
+    errors = post(app, body, 400).json["errors"]
+    assert [(e["name"], e["description"]) for e in errors] == [
+        ("content", "A job needs content (text), html, or both")
+    ]
 
 
 def test_unknown_template_names_the_available_ones(app):
@@ -116,7 +124,15 @@ def test_malformed_json_gets_400_never_500(app, raw, redis_client, redis_prefix)
 
 
 def test_body_over_the_limit_gets_413(settings):
-    app = webtest.TestApp(main({}, **dict(settings, **{"emailsvc.max_body_bytes": "2048"})))
+    app = webtest.TestApp(
+        main(
+            {},
+            **dict(
+                settings,
+                **{"emailsvc.max_body_bytes": "2048", "emailsvc.max_attachment_bytes": "0"},
+            ),
+        )
+    )
     body = dict(VALID, content="x" * 3000)
     response = post(app, body, 413)
     assert response.json["status"] == "error"

@@ -30,6 +30,8 @@ def includeme(config):
     config.add_tween("emailsvc.api.request_context.request_context_tween_factory", over=EXCVIEW)
     config.include(".errors")
     config.include(".health")
+    # Before .email_service: the route of /email/{task_id} would take /email/render.
+    config.include(".render_service")
     config.include(".email_service")
     config.include(".spore")
     config.include(".openapi")

@@ -12,6 +12,7 @@ import time
 from pyramid.httpexceptions import HTTPTooManyRequests
 
 from .errors import error_response
+from .schemas import envelope_count
 
 REQUESTS_WINDOW_SECONDS = 60
 RECIPIENTS_WINDOW_SECONDS = 3600
@@ -97,7 +98,18 @@ def within_limits(request, **kwargs):
     """
     if request.errors:
         return
-    recipients = len(request.validated["body"]["recipients"])
+    # A recipient's cc and bcc are sent to as well: they count.
+    _count(request, envelope_count(request.validated["body"]["recipients"]))
+
+
+def within_request_limit(request, **kwargs):
+    """Cornice validator for requests that send nothing: they count as requests only."""
+    if request.errors:
+        return
+    _count(request, 0)
+
+
+def _count(request, recipients):
     try:
         request.registry.emailsvc.limiter.check_and_count(request.identity, recipients)
     except LimitExceeded as exc:

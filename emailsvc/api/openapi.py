@@ -80,9 +80,29 @@ class RecipientConverter(TypeConverter):
         return {
             "description": (
                 'An email address ("ana@example.org"), or an object {"email": address, '
-                '"name"?: display name, "vars"?: {name: string}}'
+                '"name"?: display name, "vars"?: {name: string}, "cc"?: [address or '
+                '{"email", "name"?}], "bcc"?: [the same]}; bcc addresses appear in no header'
             ),
             "example": "ana@example.org",
+        }
+
+
+class HeadersConverter(TypeConverter):
+    """Custom headers: an object of one-line ASCII values, names the service does not own."""
+
+    def convert_type(self, schema_node):
+        return {
+            "type": "object",
+            "description": schema_node.description
+            + "; at most 20, not the headers the service sets (From, To, Content-*, ...)",
+            "maxProperties": schemas.MAX_HEADERS,
+            "additionalProperties": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": schemas.MAX_HEADER_VALUE_LENGTH,
+                "pattern": "^(?!.*=\\?)[\\x20-\\x7e\\t]+$",
+            },
+            "example": {"X-Campaign": "spring"},
         }
 
 
@@ -90,7 +110,10 @@ class SenderConverter(TypeConverter):
     """The optional From address: one address, in a domain the client's key allows."""
 
     def convert_type(self, schema_node):
-        return {"type": "string", "format": "email", "pattern": HEADER_TEXT_PATTERN}
+        converted = {"type": "string", "format": "email", "pattern": HEADER_TEXT_PATTERN}
+        if schema_node.description:
+            converted["description"] = schema_node.description
+        return converted
 
 
 class EmailsvcSwagger(CorniceSwagger):
@@ -99,10 +122,13 @@ class EmailsvcSwagger(CorniceSwagger):
     custom_type_converters = {
         colander.String: StringConverter,
         schemas.StrictString: StringConverter,
+        schemas.FileName: StringConverter,
         colander.Integer: IntegerConverter,
+        schemas.StrictInt: IntegerConverter,
         colander.Mapping: ObjectConverter,
         schemas.Recipient: RecipientConverter,
         schemas.Sender: SenderConverter,
+        schemas.Headers: HeadersConverter,
     }
     summary_docstrings = True
 

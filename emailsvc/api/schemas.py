@@ -3,6 +3,9 @@
 They are the single source for validation, the SPORE description and OpenAPI.
 """
 
+import base64
+import binascii
+import posixpath
 import re
 
 import colander
@@ -25,6 +28,51 @@ _LINE_BREAKS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _ENCODED_WORD = "=?"
 _VAR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 
+MAX_FILENAME_LENGTH = 255
+MAX_HEADERS = 20
+MAX_HEADER_VALUE_LENGTH = 900
+MAX_PDF_ATTACHMENTS = 5
+# RFC 5322's field-name: printable US-ASCII but the colon; bounded like a header line.
+_FIELD_NAME = re.compile(r"^[!-9;-~]{1,76}\Z")
+# A header value of ours: printable US-ASCII, spaces and tabs, on one line.
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]+\Z")
+# Headers the service writes itself, or that only relays write: a client may not set them.
+OWNED_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version", "sender"}
+    | {"reply-to", "return-path", "received", "dkim-signature", "domainkey-signature"}
+    | {"arc-seal", "arc-message-signature", "arc-authentication-results", "received-spf"}
+    | {"authentication-results", "delivered-to", "x-original-to", "envelope-to"}
+    | {"x-envelope-to", "x-envelope-from", "errors-to", "disposition-notification-to"}
+)
+OWNED_HEADER_PREFIXES = ("content-", "resent-")
+# A MIME type without parameters (RFC 6838's restricted names).
+_CONTENT_TYPE = re.compile(
+    r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\Z", re.IGNORECASE
+)
+# A Content-ID's inside, referenced from the HTML as "cid:<it>": a dot-atom, "@" allowed.
+_CONTENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}(@[A-Za-z0-9][A-Za-z0-9.-]{0,99})?\Z")
+# Attachments mail providers refuse (Gmail's list): by the file's extension...
+BLOCKED_EXTENSIONS = frozenset(
+    "ade adp apk appx appxbundle bat cab chm cmd com cpl diagcab diagcfg diagpack dll dmg "
+    "ex ex_ exe hta img ins iso isp jar jnlp js jse lib lnk mde mjs msc msi msix msixbundle "
+    "msp mst nsh pif ps1 psm1 reg scr sct shb sys vb vbe vbs vhd vxd wsc wsf wsh xll".split()
+)
+# ... and by the type the client declares.
+BLOCKED_TYPES = frozenset(
+    {"application/x-msdownload", "application/x-msdos-program", "application/x-dosexec"}
+    | {"application/x-executable", "application/vnd.microsoft.portable-executable"}
+    | {"application/x-ms-installer", "application/x-msi", "application/x-ms-shortcut"}
+    | {"application/x-bat", "application/x-msdos-batch", "application/hta"}
+    | {"application/javascript", "application/x-javascript", "application/ecmascript"}
+    | {"text/javascript", "text/ecmascript", "text/vbscript", "application/x-vbscript"}
+    | {"application/java-archive", "application/x-java-archive", "application/x-java-jnlp-file"}
+    | {"application/vnd.ms-cab-compressed", "application/x-apple-diskimage"}
+    | {"application/x-iso9660-image", "application/vnd.android.package-archive"}
+    | {"application/x-powershell", "application/x-sh", "application/x-csh"}
+)
+# A PDF filename's placeholders, replaced by the recipient's vars (mail.compose).
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z][A-Za-z0-9_]{0,63}\}")
+
 
 class StrictString(colander.String):
     """A string that must arrive as a JSON string (colander would turn 5 into "5")."""
@@ -32,6 +80,17 @@ class StrictString(colander.String):
     def deserialize(self, node, cstruct):
         if cstruct is not colander.null and not isinstance(cstruct, str):
             raise colander.Invalid(node, "Must be a string")
+        return super().deserialize(node, cstruct)
+
+
+class StrictInt(colander.Int):
+    """A whole number that must arrive as a JSON number ("5", 5.5 and true are refused)."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is not colander.null and (
+            isinstance(cstruct, bool) or not isinstance(cstruct, int)
+        ):
+            raise colander.Invalid(node, "Must be a whole number")
         return super().deserialize(node, cstruct)
 
 
@@ -69,7 +128,12 @@ def checked_address(node, value):
 
 
 class Recipient(colander.SchemaType):
-    """An address string, or ``{"email", "name"?, "vars"?}``; deserializes to the object form."""
+    """An address string, or ``{"email", "name"?, "vars"?, "cc"?, "bcc"?}``.
+
+    Deserializes to the object form; ``cc`` and ``bcc`` (lists of addresses, each a string
+    or ``{"email", "name"?}``) are kept only when given, so a plain recipient is stored as
+    before.
+    """
 
     def deserialize(self, node, cstruct):
         if cstruct is colander.null:
@@ -78,17 +142,47 @@ class Recipient(colander.SchemaType):
             return {"email": checked_address(node, cstruct), "name": "", "vars": {}}
         if not isinstance(cstruct, dict):
             raise colander.Invalid(node, "Must be an email address or an object with 'email'")
-        unknown = sorted(set(cstruct) - {"email", "name", "vars"})
+        unknown = sorted(set(cstruct) - {"email", "name", "vars", "cc", "bcc"})
         if unknown:
             raise colander.Invalid(node, f"Unknown fields: {', '.join(unknown)}")
-        return {
+        recipient = {
             "email": checked_address(node, cstruct.get("email")),
             "name": _display_name(node, cstruct.get("name", "")),
             "vars": _recipient_vars(node, cstruct.get("vars", {})),
         }
+        for field in ("cc", "bcc"):
+            if cstruct.get(field):
+                recipient[field] = _copies(node, field, cstruct[field])
+        return recipient
 
     def serialize(self, node, appstruct):
         return appstruct
+
+
+def _copies(node, field, copies):
+    """A recipient's cc or bcc: each address validated like a recipient's own."""
+    if not isinstance(copies, list):
+        raise colander.Invalid(node, f"{field} must be a list of email addresses")
+    checked = []
+    for copy in copies:
+        if isinstance(copy, dict):
+            unknown = sorted(set(copy) - {"email", "name"})
+            if unknown:
+                raise colander.Invalid(node, f"{field}: unknown fields: {', '.join(unknown)}")
+            email, name = copy.get("email"), copy.get("name", "")
+        else:
+            email, name = copy, ""
+        try:
+            entry = {"email": checked_address(node, email), "name": _display_name(node, name)}
+        except colander.Invalid as exc:
+            raise colander.Invalid(node, f"{field}: {exc.msg}") from None
+        checked.append(entry)
+    return checked
+
+
+def envelope_count(recipients):
+    """How many addresses a job's messages go to: each recipient with its cc and bcc."""
+    return sum(1 + len(r.get("cc", ())) + len(r.get("bcc", ())) for r in recipients)
 
 
 def _display_name(node, name):
@@ -152,22 +246,297 @@ def _known_template(node, kw):
     return colander.OneOf(names, msg_err=f"Unknown template; available: {', '.join(names)}")
 
 
+@colander.deferred
+def _known_html_template(node, kw):
+    names = kw["html_templates"]
+    return colander.OneOf(
+        names, msg_err=f"Unknown HTML template; available: {', '.join(names) or 'none'}"
+    )
+
+
 class Recipients(colander.SequenceSchema):
     recipient = colander.SchemaNode(Recipient())
+
+
+class FileName(StrictString):
+    """A file's name: one line as given, then reduced to its last path part."""
+
+    def deserialize(self, node, cstruct):
+        value = super().deserialize(node, cstruct)
+        if value is colander.null:
+            return value
+        # Checked before the reduction, which could otherwise cut a line break away.
+        header_text(node, value)
+        return posixpath.basename(value.replace("\\", "/")).strip()
+
+
+def safe_filename(node, value):
+    """A filename that can be written into a header: one line, no encoded word, not empty."""
+    header_text(node, value)
+    if value in ("", ".", "..") or len(value) > MAX_FILENAME_LENGTH:
+        raise colander.Invalid(
+            node, f"Must be a file name of 1 to {MAX_FILENAME_LENGTH} characters"
+        )
+    extension = value.rpartition(".")[2].lower() if "." in value else ""
+    if extension in BLOCKED_EXTENSIONS:
+        raise colander.Invalid(node, f"Files of type .{extension} are refused by mail providers")
+
+
+def content_type(node, value):
+    """A MIME type without parameters, not multipart, not an executable."""
+    if not _CONTENT_TYPE.match(value):
+        raise colander.Invalid(node, "Must be a MIME type such as application/pdf")
+    if value.lower().startswith(("multipart/", "message/")):
+        raise colander.Invalid(node, "Must be the type of a file, not multipart/ or message/")
+    if value.lower() in BLOCKED_TYPES:
+        raise colander.Invalid(node, "Executable types are refused by mail providers")
+
+
+def base64_content(node, value):
+    """Standard base64 (line breaks allowed); its decoded size is checked per job."""
+    try:
+        base64.b64decode(_without_line_breaks(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise colander.Invalid(node, "Must be base64 (RFC 4648, with padding)") from None
+
+
+def _without_line_breaks(value):
+    return value.replace("\r", "").replace("\n", "") if "\n" in value else value
+
+
+def decoded_size(value):
+    """The number of bytes a (valid) base64 string decodes to, without decoding it."""
+    value = _without_line_breaks(value)
+    return len(value) // 4 * 3 - value[-2:].count("=")
+
+
+def content_id(node, value):
+    """A Content-ID for ``cid:`` references: letters, digits, ``._+-``, one ``@``."""
+    if not _CONTENT_ID.match(value):
+        raise colander.Invalid(node, "Must be letters, digits and ._+- with at most one @")
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def _normalized_base64(value):
+    return _without_line_breaks(value) if isinstance(value, str) else value
+
+
+class Attachment(colander.MappingSchema):
+    """One file: base64 content, a name and a type; with ``content_id``, an inline image."""
+
+    filename = colander.SchemaNode(
+        FileName(),
+        validator=safe_filename,
+        description="Reduced to its base name; executable types (.exe, .js, ...) are refused",
+    )
+    content_type = colander.SchemaNode(
+        StrictString(),
+        preparer=_lower,
+        validator=content_type,
+        description="A MIME type such as application/pdf, without parameters",
+    )
+    content = colander.SchemaNode(
+        StrictString(),
+        preparer=_normalized_base64,
+        validator=base64_content,
+        description="The file's bytes in base64",
+    )
+    content_id = colander.SchemaNode(
+        # An empty id is refused, not taken for a missing one.
+        StrictString(allow_empty=True),
+        missing=colander.drop,
+        validator=content_id,
+        description='Inline image: referenced from the HTML as "cid:<content_id>"',
+    )
+
+    @staticmethod
+    def schema_type():
+        return colander.Mapping(unknown="raise")
+
+
+class Attachments(colander.SequenceSchema):
+    attachment = Attachment()
+
+
+class Headers(colander.SchemaType):
+    """Custom headers, ``{"X-Campaign": "spring", ...}``: names of RFC 5322's grammar that
+    the service does not own, values of one line of printable ASCII."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return cstruct
+        if not isinstance(cstruct, dict) or len(cstruct) > MAX_HEADERS:
+            raise colander.Invalid(node, f"Must be an object of at most {MAX_HEADERS} headers")
+        seen = set()
+        for name, value in cstruct.items():
+            shown = name[:76] if _FIELD_NAME.match(name[:76]) else "this name"
+            if not _FIELD_NAME.match(name):
+                raise colander.Invalid(
+                    node, "A header name is 1 to 76 printable ASCII characters, no colon"
+                )
+            lowered = name.lower()
+            if lowered in OWNED_HEADERS or lowered.startswith(OWNED_HEADER_PREFIXES):
+                raise colander.Invalid(node, f"Header {shown} is set by the service")
+            if lowered in seen:
+                raise colander.Invalid(node, f"Header {shown} is given twice")
+            seen.add(lowered)
+            if not isinstance(value, str) or not _HEADER_VALUE.match(value):
+                raise colander.Invalid(
+                    node, f"Header {shown}: the value must be one line of printable ASCII"
+                )
+            if len(value) > MAX_HEADER_VALUE_LENGTH or _ENCODED_WORD in value:
+                raise colander.Invalid(
+                    node,
+                    f"Header {shown}: at most {MAX_HEADER_VALUE_LENGTH} characters, no '=?'",
+                )
+        return dict(cstruct)
+
+    def serialize(self, node, appstruct):
+        return appstruct
+
+
+def pdf_filename(node, value):
+    """A PDF's filename pattern: ``${var}`` placeholders, then a safe name ending in .pdf."""
+    if "/" in value or "\\" in value:
+        raise colander.Invalid(node, "Must be a file name, without path")
+    safe_filename(node, _PLACEHOLDER.sub("x", value))
+    if "${" in _PLACEHOLDER.sub("x", value):
+        raise colander.Invalid(node, "Placeholders are ${name}, name a recipient's var")
+    if not value.lower().endswith(".pdf"):
+        raise colander.Invalid(node, "Must end with .pdf")
+
+
+class PDFAttachment(colander.MappingSchema):
+    """A PDF rendered per recipient from an HTML template, with that recipient's vars."""
+
+    template = colander.SchemaNode(StrictString(), validator=_known_html_template)
+    filename = colander.SchemaNode(
+        StrictString(),
+        validator=pdf_filename,
+        description="e.g. invoice-${order}.pdf: ${name} takes the recipient's var",
+    )
+
+    @staticmethod
+    def schema_type():
+        return colander.Mapping(unknown="raise")
+
+
+class PDFAttachments(colander.SequenceSchema):
+    pdf_attachment = PDFAttachment()
+
+
+@colander.deferred
+def _job_rules(node, kw):
+    """What holds across fields: text or HTML, attachment limits, copies, the pdf extra."""
+
+    def validate(node, job):
+        _check_job(node, job, kw)
+
+    return validate
+
+
+def _fail(node, field, message):
+    error = colander.Invalid(node)
+    error[field] = message
+    raise error
+
+
+def _check_job(node, job, kw):
+    if "content" not in job and not job.get("html"):
+        _fail(node, "content", "A job needs content (text), html, or both")
+    attachments = job.get("attachments", [])
+    if len(attachments) > kw["max_attachments"]:
+        _fail(node, "attachments", f"At most {kw['max_attachments']} attachments per job")
+    size = sum(decoded_size(a["content"]) for a in attachments)
+    if size > kw["max_attachment_bytes"]:
+        _fail(
+            node,
+            "attachments",
+            f"Attachments are larger than {kw['max_attachment_bytes']} bytes (decoded)",
+        )
+    ids = [a["content_id"] for a in attachments if "content_id" in a]
+    if ids and not job.get("html"):
+        _fail(node, "attachments", "Inline images (content_id) need html that shows them")
+    if len(set(ids)) != len(ids):
+        _fail(node, "attachments", "Each content_id must be given once")
+    if envelope_count(job["recipients"]) > kw["max_recipients"]:
+        _fail(
+            node,
+            "recipients",
+            f"At most {kw['max_recipients']} recipients per job, cc and bcc included",
+        )
+    if job.get("pdf_attachments") and not kw["pdf"]:
+        _fail(
+            node,
+            "pdf_attachments",
+            "PDF attachments need the pdf extra (pip install emailsvc[pdf]), "
+            "which this server does not have",
+        )
+    if "recipient" in job and job["recipient"] >= len(job["recipients"]):
+        _fail(
+            node, "recipient", f"Must be below the number of recipients, {len(job['recipients'])}"
+        )
 
 
 class SendEmailBody(colander.MappingSchema):
     """The JSON body of ``POST /email``."""
 
-    recipients = Recipients(validator=_recipients_length)
+    recipients = Recipients(
+        validator=_recipients_length,
+        description='Addresses, or {"email", "name"?, "vars"?, "cc"?, "bcc"?}; cc and bcc '
+        "(addresses) get the same message and count toward the recipient limit",
+    )
     subject = colander.SchemaNode(
         StrictString(),
         validator=colander.All(colander.Length(min=1, max=MAX_SUBJECT_LENGTH), header_text),
+        description="One line; a template's <name>.subject.txt may replace it per recipient",
     )
-    content = colander.SchemaNode(StrictString(allow_empty=True), validator=_content_size)
-    template = colander.SchemaNode(StrictString(), missing="default", validator=_known_template)
+    content = colander.SchemaNode(
+        StrictString(allow_empty=True),
+        missing=colander.drop,
+        validator=_content_size,
+        description="The text; with html too, the message's text part",
+    )
+    html = colander.SchemaNode(
+        StrictString(),
+        missing=colander.drop,
+        validator=_content_size,
+        description="The HTML, inserted into the template's HTML as the client's markup",
+    )
+    template = colander.SchemaNode(
+        StrictString(),
+        missing="default",
+        validator=_known_template,
+        description="The template's name (its .txt, .pt and .subject.txt files)",
+    )
     # "from" is a Python keyword, hence the attribute name.
-    from_ = colander.SchemaNode(Sender(), name="from", missing=colander.drop)
+    from_ = colander.SchemaNode(
+        Sender(),
+        name="from",
+        missing=colander.drop,
+        description="The From address, in a domain the client's key may use",
+    )
+    reply_to = colander.SchemaNode(
+        Sender(), missing=colander.drop, description="The Reply-To address of every message"
+    )
+    headers = colander.SchemaNode(
+        Headers(),
+        missing=colander.drop,
+        description="Custom headers (X-..., List-..., In-Reply-To, References, ...)",
+    )
+    attachments = Attachments(
+        missing=colander.drop,
+        description='Files, {"filename", "content_type", "content" (base64), "content_id"?}; '
+        "with content_id, an inline image of the HTML",
+    )
+    pdf_attachments = PDFAttachments(
+        missing=colander.drop,
+        validator=colander.Length(max=MAX_PDF_ATTACHMENTS),
+        description='PDFs rendered per recipient from an HTML template, {"template", "filename"}',
+    )
 
     @staticmethod
     def schema_type():
@@ -176,7 +545,35 @@ class SendEmailBody(colander.MappingSchema):
 
 
 class SendEmailRequest(colander.MappingSchema):
-    body = SendEmailBody()
+    body = SendEmailBody(validator=_job_rules)
+
+
+class RenderEmailBody(SendEmailBody):
+    """The JSON body of ``POST /email/render``: a job, and which recipient to render."""
+
+    recipient = colander.SchemaNode(
+        StrictInt(),
+        missing=0,
+        validator=colander.Range(min=0),
+        description="The index of the recipient whose message to render (default 0)",
+    )
+
+
+class RenderEmailRequest(colander.MappingSchema):
+    body = RenderEmailBody(validator=_job_rules)
+
+
+class RenderedResponse(colander.MappingSchema):
+    """The message a recipient would get: the whole MIME text and its parts."""
+
+    mime = colander.SchemaNode(colander.String(), description="The message as sent (RFC 5322)")
+    subject = colander.SchemaNode(colander.String())
+    text = colander.SchemaNode(colander.String())
+    html = colander.SchemaNode(colander.String(), missing=None)
+
+
+class Rendered(colander.MappingSchema):
+    body = RenderedResponse()
 
 
 class TaskPath(colander.MappingSchema):

@@ -69,9 +69,23 @@ def describe_method(service, method, view, args):
     if statuses:
         entry["expected_status"] = statuses
     doc = inspect.getdoc(view)
+    if body is not None and body.children:
+        # The body's fields, in the description: SPORE's own "payload" list is not read by
+        # every client (britney refuses it).
+        doc = "\n\n".join(filter(None, [doc, payload_fields(body)]))
     if doc:
         entry["description"] = doc
     return entry
+
+
+def payload_fields(body):
+    """One line per field of a request body: its name, whether required, its description."""
+    lines = ["Payload fields:"]
+    for node in body.children:
+        required = " (required)" if node.required else ""
+        description = f": {node.description}" if node.description else ""
+        lines.append(f"- {node.name}{required}{description}")
+    return "\n".join(lines)
 
 
 def operations(service):

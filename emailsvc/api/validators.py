@@ -41,12 +41,16 @@ def parsed_json_body(request):
 
 
 def schema_bindings(assembly):
-    """The values deferred schema validators read: limits and the template names."""
+    """The values deferred schema validators read: limits, the template names, the extras."""
     settings = assembly.settings
     return {
         "max_recipients": settings["emailsvc.max_recipients"],
         "max_content_bytes": settings["emailsvc.max_content_bytes"],
+        "max_attachments": settings["emailsvc.max_attachments"],
+        "max_attachment_bytes": settings["emailsvc.max_attachment_bytes"],
         "templates": assembly.templates.names,
+        "html_templates": assembly.templates.html_names,
+        "pdf": assembly.pdf is not None,
     }
 
 

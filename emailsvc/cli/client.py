@@ -1,7 +1,8 @@
 """``emailsvc-client``: send email and follow jobs from the command line, through SPORE.
 
 The client knows no URL of the API: it reads the server's ``GET /spore`` with britney (a
-generic SPORE client) and calls the methods ``send_email`` and ``get_email_status`` by name.
+generic SPORE client) and calls the methods ``send_email``, ``render_email`` and
+``get_email_status`` by name.
 
 Exit status: 0 when the job was accepted (or, with ``--wait``, ended ``sent``); 1 when it
 ended ``partially_failed``, ``failed`` or ``cancelled``, or the service could not be reached
@@ -10,8 +11,10 @@ messages are printed).
 """
 
 import argparse
+import base64
 import csv
 import json
+import mimetypes
 import os
 import re
 import sys
@@ -173,16 +176,46 @@ def _wait_with_progress_bar(client, job_id, interval, stream):
 
 def read_content(args):
     """The message text: ``--content TEXT``, or ``--content -`` / ``--content-file FILE``
-    (``-`` is standard input)."""
+    (``-`` is standard input); None when none is given."""
     if args.content == "-" or args.content_file == "-":
         return sys.stdin.read()
     if args.content is not None:
         return args.content
+    if args.content_file is None:
+        return None
+    return read_text(args.content_file)
+
+
+def read_text(path):
+    """A UTF-8 file's text; an unreadable file is a usage error."""
     try:
-        with open(args.content_file, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             return handle.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ClientError(f"cannot read {args.content_file}: {exc}", EXIT_USAGE) from None
+        raise ClientError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
+
+
+def attachment(path):
+    """``--attach FILE``: the file's name, its type guessed from it, its bytes in base64."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return {
+        "filename": os.path.basename(path),
+        "content_type": content_type,
+        "content": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def header(text):
+    """``--header NAME=VALUE``: one custom header."""
+    name, separator, value = text.partition("=")
+    if not separator or not name.strip():
+        raise ClientError(f"--header {text!r}: write it NAME=VALUE", EXIT_USAGE)
+    return name.strip(), value.strip()
 
 
 _NAMED_ADDRESS = re.compile(r"^\s*(.*?)\s*<([^<>]+)>\s*$")
@@ -224,16 +257,57 @@ def read_recipients_csv(path):
     return result
 
 
-def command_send(args, client):
-    """``send``: submit a job, print the answer, and with ``--wait`` follow it to the end."""
+def job_payload(args):
+    """The job the options describe: recipients (with their cc and bcc), text, HTML,
+    attachments, headers."""
     recipients = [recipient(text) for text in args.to or []]
     if args.vars_csv:
         recipients += read_recipients_csv(args.vars_csv)
-    payload = {"recipients": recipients, "subject": args.subject, "content": read_content(args)}
+    copies = {"cc": [recipient(t) for t in args.cc or []]}
+    copies["bcc"] = [recipient(t) for t in args.bcc or []]
+    if copies["cc"] or copies["bcc"]:
+        # Every recipient's message goes to the same cc and bcc.
+        recipients = [
+            dict(
+                r if isinstance(r, dict) else {"email": r},
+                **{k: v for k, v in copies.items() if v},
+            )
+            for r in recipients
+        ]
+    payload = {"recipients": recipients, "subject": args.subject}
+    content = read_content(args)
+    if content is not None:
+        payload["content"] = content
+    if args.html_file:
+        payload["html"] = read_text(args.html_file)
+    if "content" not in payload and "html" not in payload:
+        raise ClientError("give the text (--content, --content-file), --html-file or both", 2)
+    if args.attach:
+        payload["attachments"] = [attachment(path) for path in args.attach]
+    if args.header:
+        payload["headers"] = dict(header(text) for text in args.header)
+    if args.reply_to:
+        payload["reply_to"] = args.reply_to
     if args.template:
         payload["template"] = args.template
     if args.sender:
         payload["from"] = args.sender
+    return payload
+
+
+def command_render(args, client):
+    """``render``: print the MIME message one recipient of the job would get; sends nothing."""
+    payload = dict(job_payload(args), recipient=args.recipient)
+    status_code, doc = call(client, "render_email", payload=payload)
+    if status_code != 200:
+        fail_with(status_code, doc)
+    sys.stdout.write(doc["mime"])
+    return EXIT_OK
+
+
+def command_send(args, client):
+    """``send``: submit a job, print the answer, and with ``--wait`` follow it to the end."""
+    payload = job_payload(args)
     status_code, doc = call(client, "send_email", payload=payload)
     if status_code != 202:
         fail_with(status_code, doc)
@@ -255,7 +329,8 @@ def command_status(args, client):
 
 
 def parser():
-    """The command line: ``send`` and ``status``, each with ``--url`` and ``--api-key``."""
+    """The command line: ``send``, ``render`` and ``status``, each with ``--url`` and
+    ``--api-key``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--url",
@@ -272,7 +347,37 @@ def parser():
     )
     commands = top.add_subparsers(dest="command", required=True)
 
-    send = commands.add_parser("send", parents=[common], help="send one message per recipient")
+    job = argparse.ArgumentParser(add_help=False)
+    _job_options(job)
+    send = commands.add_parser(
+        "send", parents=[common, job], help="send one message per recipient"
+    )
+    send.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    send.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+    )
+    send.set_defaults(handler=command_send)
+
+    render = commands.add_parser(
+        "render", parents=[common, job], help="print the message a recipient would get"
+    )
+    render.add_argument(
+        "--recipient",
+        type=int,
+        default=0,
+        metavar="INDEX",
+        help="which recipient's message, counted from 0 (default 0)",
+    )
+    render.set_defaults(handler=command_render)
+
+    status = commands.add_parser("status", parents=[common], help="print a job's status")
+    status.add_argument("id", help="the job id")
+    status.set_defaults(handler=command_status)
+    return top
+
+
+def _job_options(send):
+    """The options that describe a job, shared by ``send`` and ``render``."""
     send.add_argument(
         "--to",
         action="append",
@@ -291,27 +396,37 @@ def parser():
         help="the From address (in a domain your key may use; the service's default if unset)",
     )
     send.add_argument("--subject", required=True)
-    content = send.add_mutually_exclusive_group(required=True)
+    content = send.add_mutually_exclusive_group()
     content.add_argument("--content", help="the message text itself ('-' for standard input)")
     content.add_argument("--content-file", help="a file with the message text ('-': stdin)")
-    send.add_argument("--template", help="the template name (the service's default if unset)")
-    send.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    send.add_argument("--html-file", metavar="FILE", help="a file with the message's HTML")
     send.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between polls (default 1)"
+        "--attach", action="append", metavar="FILE", help="attach a file (repeatable)"
     )
-    send.set_defaults(handler=command_send)
-
-    status = commands.add_parser("status", parents=[common], help="print a job's status")
-    status.add_argument("id", help="the job id")
-    status.set_defaults(handler=command_status)
-    return top
+    send.add_argument(
+        "--cc", action="append", metavar="ADDRESS", help="a copy of every message (repeatable)"
+    )
+    send.add_argument(
+        "--bcc",
+        action="append",
+        metavar="ADDRESS",
+        help="a blind copy of every message, named in no header (repeatable)",
+    )
+    send.add_argument("--reply-to", metavar="ADDRESS", help="the Reply-To address")
+    send.add_argument(
+        "--header",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a custom header, e.g. X-Campaign=spring (repeatable)",
+    )
+    send.add_argument("--template", help="the template name (the service's default if unset)")
 
 
 def main(argv=None):
     """Console script ``emailsvc-client``."""
     command_line = parser()
     args = command_line.parse_args(argv)
-    if args.command == "send" and not (args.to or args.vars_csv):
+    if args.command in ("send", "render") and not (args.to or args.vars_csv):
         command_line.error("the recipients: give --to, --vars-csv or both")
     try:
         client = connect(args.url, args.api_key)

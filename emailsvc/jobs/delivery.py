@@ -14,12 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
-from email.utils import format_datetime
 
 from redis.exceptions import RedisError
 
 from ..logs import bind
-from ..mail.messages import build_message, message_id
+from ..mail.compose import Composer, load_content
+from ..mail.messages import message_id
 from ..mail.templates import RenderError
 from ..mail.transports import ConnectionLost, DeliveryError
 from .records import FINAL_STATUSES
@@ -87,9 +87,8 @@ class LeaseKeeper:
 class _ChunkRun:
     """One delivery of a chunk, shared by the threads of its connections."""
 
-    def __init__(self, job_id, job, todo, lease, sender, shared, date, result):
-        self.job_id, self.job, self.lease = job_id, job, lease
-        self.sender, self.shared, self.date = sender, shared, date
+    def __init__(self, job_id, todo, lease, composer, result):
+        self.job_id, self.lease, self.composer = job_id, lease, composer
         self.result = result
         self.stop = threading.Event()
         #: The last ``DeliveryError`` a lost connection left, for the recipients nobody took.
@@ -146,7 +145,15 @@ class Deliverer:
     """Everything a worker process needs to deliver chunks, built once per process."""
 
     def __init__(
-        self, store, templates, transport, sender, lease_seconds=6, connections=1, metrics=None
+        self,
+        store,
+        templates,
+        transport,
+        sender,
+        lease_seconds=6,
+        connections=1,
+        metrics=None,
+        pdf=None,
     ):
         self.store = store
         #: Counts outcomes recorded here (``emailsvc.metrics.Metrics``); None counts nothing.
@@ -157,6 +164,13 @@ class Deliverer:
         self.lease_seconds = lease_seconds
         #: Concurrent sessions with the relay per chunk (``emailsvc.smtp.connections``).
         self.connections = connections
+        #: The PDF renderer (``mail.pdf``), None without the pdf extra.
+        self.pdf = pdf
+
+    def composer(self, job, date):
+        """The ``Composer`` of a job's messages, with its stored content decoded once."""
+        content = load_content(job.get("stored_content"))
+        return Composer(self.templates, job, content, self._sender(job), date, self.pdf)
 
     def deliver_chunk(self, job_id, offset, count):
         """Deliver the recipients ``offset .. offset+count-1`` that have no outcome yet.
@@ -190,16 +204,24 @@ class Deliverer:
             return result
         started = time.monotonic()
         date = datetime.now(UTC)
-        sender = self._sender(job)
-        # What every recipient's template shares, worked out once per chunk, not per message.
-        shared = {
-            "sender": str(sender),
-            "subject": job["subject"],
-            "content": job["content"],
-            "date": format_datetime(date, usegmt=True),
-        }
-        run = _ChunkRun(job_id, job, todo, lease, sender, shared, date, result)
+        try:
+            # Once per chunk: the job's content read and decoded, its attachments built.
+            composer = self.composer(job, date)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.exception("job %s: its stored content cannot be read", job_id)
+            error = DeliveryError(None, f"message could not be built: {exc}", permanent=True)
+            for index, recipient in todo:
+                email = recipient["email"]
+                if self.store.record_failed(job_id, index, email, None, error.message) == 1:
+                    self.metrics.message_failed(None)
+                result.failed += 1
+            return result
+        run = _ChunkRun(job_id, todo, lease, composer, result)
         connections = min(self.connections, len(todo))
+        if composer.pdf_attachments:
+            # PDFs are rendered per recipient by WeasyPrint (Pango, fontconfig), which is
+            # not made to render from several threads at once.
+            connections = 1
         if connections == 1:
             self._send_over_one_connection(run)
         else:
@@ -248,11 +270,9 @@ class Deliverer:
                     if item is None:
                         return
                     index, recipient = item
-                    msgid = message_id(run.job_id, index, run.sender.domain)
+                    msgid = message_id(run.job_id, index, run.composer.sender.domain)
                     try:
-                        self._send_one(
-                            session, run.job, recipient, run.sender, run.shared, run.date, msgid
-                        )
+                        self._send_one(session, run.composer, recipient, msgid)
                     except ConnectionLost as exc:
                         run.lost_connection(exc, (index, recipient))
                         return
@@ -278,12 +298,9 @@ class Deliverer:
             run.crashed.append(exc)
             run.stop.set()
 
-    def _send_one(self, session, job, recipient, sender, shared, date, msgid):
-        variables = {**(recipient.get("vars") or {}), **shared}
-        variables.update(to=recipient["email"], name=recipient.get("name") or "")
+    def _send_one(self, session, composer, recipient, msgid):
         try:
-            body = self.templates.render(job["template"], variables)
-            msg = build_message(sender, recipient, job["subject"], body, now=date, msgid=msgid)
+            msg, _ = composer.compose(recipient, msgid)
         except RenderError as exc:
             raise DeliveryError(None, str(exc), permanent=True) from exc
         except (ValueError, TypeError, KeyError) as exc:
@@ -293,7 +310,7 @@ class Deliverer:
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
         with self.metrics.smtp_duration.time():
-            session.send(msg, sender.addr_spec, recipient["email"])
+            session.send(msg, composer.sender.addr_spec, composer.envelope(recipient))
 
     def _sender(self, job):
         # A job's own "from" was checked against its client's allowed domains when accepted.

@@ -15,6 +15,7 @@ import time
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from ..mail.compose import dump_content
 from .records import new_id
 from .tasks import publish_start
 
@@ -34,7 +35,7 @@ def submit(assembly, body, client, request_id=None):
     settings = assembly.settings
     message = {
         "subject": body["subject"],
-        "content": body["content"],
+        "content": body.get("content", ""),
         "template": body["template"],
         "client": client,
         # Empty: the service's own sender (emailsvc.sender).
@@ -47,7 +48,16 @@ def submit(assembly, body, client, request_id=None):
     first_look = now + assembly.jobs.stall
     chunk_size = settings["emailsvc.chunk_size"]
     try:
-        assembly.jobs.create(job_id, body["recipients"], message, chunk_size, deadline, first_look)
+        assembly.jobs.create(
+            job_id,
+            body["recipients"],
+            message,
+            chunk_size,
+            deadline,
+            first_look,
+            # HTML, attachments, headers: stored once beside the job, never in a task.
+            content=dump_content(body),
+        )
     except RedisError:
         if not recorded_after_all(assembly, job_id):
             raise

@@ -8,6 +8,9 @@ Layout, under the configured prefix P (every key of a job expires with the job):
                             read their slice of it. A bare address when the recipient
                             has nothing but its address, else its JSON object
                             (``encode_recipient``)
+- ``P job:<id>:content``    string: JSON of what a job has beyond subject and text (HTML,
+                            attachments, headers, reply-to, PDF specs); stored once, only
+                            for jobs that have any, read once per chunk
 - ``P job:<id>:chunks``     hash: offset -> the chunk's state while it has work left:
                             ``q:<t>`` queued, ``s:<t>`` started, ``r:<t>:<attempt>`` waiting
                             for a retry due at t (seconds since the epoch), and
@@ -132,7 +135,7 @@ return due
 _REVOKE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
 if redis.call('HLEN', KEYS[2]) > 0 then return -1 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8])
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 return 1
@@ -232,11 +235,12 @@ class JobStore:
 
     # --- accepting a job ---
 
-    def create(self, job_id, recipients, message, chunk_size, deadline, first_look):
+    def create(self, job_id, recipients, message, chunk_size, deadline, first_look, content=None):
         """Record a new job, ``queued``, with its recipients and chunks, in one transaction.
 
         Either all of it is written or none: a job is never half-recorded. ``deadline`` is
         when its delivery lifetime ends; ``first_look`` when the watchdog first checks it.
+        ``content`` (a string: HTML, attachments, ...) is stored once beside the job.
         """
         now = self.clock()
         fields = {
@@ -257,6 +261,9 @@ class JobStore:
             pipe.hset(keys[0], mapping=fields)
             pipe.rpush(keys[1], *map(encode_recipient, recipients))
             pipe.hset(keys[2], mapping=chunks)
+            if content is not None:
+                keys.append(self._key(job_id, ":content"))
+                pipe.set(keys[-1], content)
             for key in keys:
                 pipe.expire(key, self.ttl)
             pipe.zadd(self.watch_key, {job_id: first_look})
@@ -277,6 +284,7 @@ class JobStore:
         """
         keys = [self._key(job_id, p) for p in ("", ":outcomes", ":recipients", ":chunks")]
         keys += [self._key(job_id, ":errors"), self.watch_key, self.index_key]
+        keys.append(self._key(job_id, ":content"))
         return self._revoke(keys=keys, args=[job_id]) == 1
 
     # --- delivering a chunk ---
@@ -289,16 +297,20 @@ class JobStore:
     def chunk(self, job_id, offset, count):
         """The job's fields and the chunk's ``(index, recipient)`` pairs still to deliver.
 
-        Returns ``(None, [])`` when the job does not exist. One round trip.
+        The job's stored content (see ``create``) comes as its field ``stored_content``
+        (None for a plain-text job). Returns ``(None, [])`` when the job does not exist.
+        One round trip.
         """
         indexes = [str(i) for i in range(offset, offset + count)]
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._key(job_id))
             pipe.lrange(self._key(job_id, ":recipients"), offset, offset + count - 1)
             pipe.hmget(self._key(job_id, ":outcomes"), indexes)
-            job, recipients, outcomes = pipe.execute()
+            pipe.get(self._key(job_id, ":content"))
+            job, recipients, outcomes, content = pipe.execute()
         if not job:
             return None, []
+        job["stored_content"] = content
         # zip stops at the last stored recipient: a count past the end of the job is harmless.
         pairs = zip(recipients, outcomes, strict=False)
         todo = [

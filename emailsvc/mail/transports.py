@@ -1,9 +1,10 @@
 """Mail transports behind one interface: ``smtp`` (a relay) and ``outbox`` (.eml files).
 
 A transport opens a session for one chunk of recipients; the session's ``send`` delivers
-one message and raises ``DeliveryError`` for that recipient, or ``ConnectionLost`` when
-the session itself is gone (the rest of the chunk must then be retried). A transport's
-``check(timeout)`` is its ``/__heartbeat__`` check: it connects the way delivery does.
+one message (to a recipient, then its cc and bcc addresses) and raises ``DeliveryError``
+for that recipient, or ``ConnectionLost`` when the session itself is gone (the rest of
+the chunk must then be retried). A transport's ``check(timeout)`` is its
+``/__heartbeat__`` check: it connects the way delivery does.
 """
 
 import os
@@ -117,9 +118,14 @@ class _SMTPSession:
     def __init__(self, smtp):
         self.smtp = smtp
 
-    def send(self, msg, envelope_from, recipient):
+    def send(self, msg, envelope_from, recipients):
+        # The first address is the recipient whose outcome this is; its cc and bcc follow,
+        # and a refusal of one of them alone does not fail the recipient.
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        recipient = recipients[0]
         try:
-            refused = self.smtp.send_message(msg, from_addr=envelope_from, to_addrs=[recipient])
+            refused = self.smtp.send_message(msg, from_addr=envelope_from, to_addrs=recipients)
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = exc.recipients.get(recipient, (550, b"recipient refused"))
             if code == 421:
@@ -158,7 +164,7 @@ class OutboxTransport:
         os.makedirs(self.directory, exist_ok=True)
         yield self
 
-    def send(self, msg, envelope_from, recipient):
+    def send(self, msg, envelope_from, recipients):
         """Write ``msg`` atomically (named after its Message-ID): no reader sees half a file."""
         name = msg["Message-ID"].strip("<>").replace("/", "_") + ".eml"
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")

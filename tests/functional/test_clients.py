@@ -1,5 +1,7 @@
 """Clients built from the live descriptions: britney from /spore, the emailsvc-client CLI."""
 
+import email
+import email.policy
 import json
 import os
 import subprocess
@@ -276,3 +278,56 @@ def test_cli_progress_bar_redraws_cleanly_on_a_terminal(live_service):
     [line] = screen
     assert line.startswith("sent ") and "2/2" in line and line.endswith("sent 2, failed 0")
     assert "queued" not in line and "sending" not in line and "senting" not in line
+
+
+def test_cli_sends_html_attachments_copies_and_headers(live_service, tmp_path):
+    html = tmp_path / "body.html"
+    html.write_text("<p>Bonjour <b>à tous</b></p>", encoding="utf-8")
+    report = tmp_path / "relevé.pdf"
+    report.write_bytes(b"%PDF-1.4 data")
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"notes\n")
+    result = run_client(
+        "send", "--url", live_service.url, "--to", "a@example.org", "--subject", "Rapport",
+        "--content", "Bonjour à tous", "--html-file", str(html), "--attach", str(report),
+        "--attach", str(notes), "--cc", "Chef <chef@example.org>", "--bcc", "archive@example.org",
+        "--reply-to", "support@example.org", "--header", "X-Campaign=spring",
+        "--wait", "--interval", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [(_, rcpts, msg)] = live_service.smtp.messages
+    assert rcpts == ["a@example.org", "chef@example.org", "archive@example.org"]
+    assert msg["Cc"].addresses[0].display_name == "Chef"
+    assert msg["Reply-To"].addresses[0].addr_spec == "support@example.org"
+    assert msg["X-Campaign"] == "spring"
+    assert "<b>à tous</b>" in msg.get_body(("html",)).get_content()
+    files = {
+        p.get_filename(): (p.get_content_type(), p.get_payload(decode=True))
+        for p in msg.iter_attachments()
+    }
+    assert files == {
+        "relevé.pdf": ("application/pdf", b"%PDF-1.4 data"),
+        "notes.txt": ("text/plain", b"notes\n"),
+    }
+
+
+def test_cli_render_prints_the_mime_and_sends_nothing(live_service, tmp_path):
+    html = tmp_path / "body.html"
+    html.write_text('<p>Voir <a href="https://example.org">le site</a></p>', encoding="utf-8")
+    result = run_client(
+        "render", "--url", live_service.url, "--to", "a@example.org", "--to", "b@example.org",
+        "--subject", "Aperçu", "--html-file", str(html), "--recipient", "1",
+        "--header", "X-Campaign=spring",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    msg = email.message_from_string(result.stdout, policy=email.policy.default)
+    assert msg["To"].addresses[0].addr_spec == "b@example.org"
+    assert msg["Subject"] == "Aperçu" and msg["X-Campaign"] == "spring"
+    text = msg.get_body(("plain",)).get_content()
+    assert "Voir le site (https://example.org)" in text
+    bad = run_client(
+        "render", "--url", live_service.url, "--to", "a@example.org", "--subject", "x",
+        "--content", "y", "--header", "Bcc=evil@evil.org",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "headers: Header Bcc is set by the service" in bad.stderr
+    assert live_service.smtp.messages == []

@@ -164,8 +164,9 @@ def test_a_large_job_through_nginx_is_shared_by_two_workers_and_survives_one_sto
         + ", ".join(f"{n}={len(c)}" for n, c in by_worker.items())
     )
 
-    # A body over the limit is refused by nginx, in the API's error format.
-    too_big = b'{"recipients": ["a@example.net"], "content": "' + b"x" * (4 * 1024 * 1024)
+    # A body over the limit (16 MiB: room for 10 MB of attachments in base64) is refused
+    # by nginx, in the API's error format.
+    too_big = b'{"recipients": ["a@example.net"], "content": "' + b"x" * (16 * 1024 * 1024)
     status, _, error = request(
         port, "POST", "/email", body=too_big + b'"}', headers={"Content-Type": "application/json"}
     )

@@ -73,6 +73,145 @@ HOSTILE_TEMPLATES = [
 ]
 
 
+ATTACHMENT = {"filename": "a.pdf", "content_type": "application/pdf", "content": "JVBERi0x"}
+IMAGE = dict(ATTACHMENT, filename="logo.png", content_type="image/png", content_id="logo")
+HOSTILE_HEADER_NAMES = [
+    "Bcc",
+    "bcc",
+    "To",
+    "CC",
+    "From",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "content-transfer-encoding",
+    "Content-Disposition",
+    "DKIM-Signature",
+    "Received",
+    "Return-Path",
+    "Sender",
+    "Reply-To",
+    "Resent-To",
+    "X-A:B",
+    "X A",
+    "X-\r\nBcc",
+    "X-\nBcc",
+    "X-\x00",
+    "X-é",
+    "",
+    "X-" + "a" * 80,
+]
+HOSTILE_HEADER_VALUES = [
+    "a\r\nBcc: evil@evil.org",
+    "a\nBcc: evil@evil.org",
+    "a\rb",
+    "a\x00",
+    "a\u2028b",
+    "a\x85b",
+    b64_word("x\r\nBcc: evil@evil.org"),
+    "=?utf-8?q?x?=",
+    "Zoë",
+    "",
+    "x" * 1000,
+]
+HOSTILE_FILENAMES = [
+    "a\r\nContent-Type: text/html",
+    "a\n.pdf",
+    "a\x00.pdf",
+    "a\u2028.pdf",
+    b64_word("x.exe"),
+    "../",
+    "..",
+    "/",
+    "",
+    "evil.exe",
+    "EVIL.EXE",
+    "invoice.pdf.exe",
+    "x.js",
+    "x.vbs",
+    "x.scr",
+    "x.bat",
+    "x.cmd",
+    "x.jar",
+    "../../evil.exe",
+    "C:\\Windows\\evil.exe",
+    "a" * 300 + ".pdf",
+]
+HOSTILE_CONTENT_TYPES = [
+    "text/html\r\nBcc: evil@evil.org",
+    "application/pdf; name=x.exe",
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/javascript",
+    "text/javascript",
+    "application/java-archive",
+    "multipart/mixed",
+    "message/rfc822",
+    "application",
+    "../x",
+    "",
+    "text/plain\x00",
+]
+HOSTILE_CONTENT_IDS = [
+    "a>\r\nBcc: evil@evil.org",
+    "<logo>",
+    "a b",
+    "a@b@c",
+    "=?utf-8?q?x?=",
+    "a\x00",
+    "",
+    "a\u2028",
+]
+HOSTILE_CONTENT = ["not base64!", "YQ", "YQ=", "JVBERi0x\x00"]
+HOSTILE_PDF_FILENAMES = ["a/b.pdf", "x.exe", "a\r\n.pdf", "${x.pdf", "x.pdf\n", "${}.pdf"]
+
+
+def rich_corpus():
+    """The fields of HTML jobs: headers, attachments, cc and bcc, reply-to, PDFs."""
+    html = dict(GOOD, html='<img src="cid:logo">')
+    for name in HOSTILE_HEADER_NAMES:
+        yield dict(GOOD, headers={name: "x"})
+    for value in HOSTILE_HEADER_VALUES:
+        yield dict(GOOD, headers={"X-Campaign": value})
+    yield dict(GOOD, headers={"X-A": "1", "x-a": "2"})
+    yield dict(GOOD, headers={f"X-{i}": "v" for i in range(21)})
+    yield dict(GOOD, headers=["X-A: 1"])
+    for filename in HOSTILE_FILENAMES:
+        yield dict(GOOD, attachments=[dict(ATTACHMENT, filename=filename)])
+    for content_type in HOSTILE_CONTENT_TYPES:
+        yield dict(GOOD, attachments=[dict(ATTACHMENT, content_type=content_type)])
+    for content_id in HOSTILE_CONTENT_IDS:
+        yield dict(html, attachments=[dict(IMAGE, content_id=content_id)])
+    for content in HOSTILE_CONTENT:
+        yield dict(GOOD, attachments=[dict(ATTACHMENT, content=content)])
+    # An inline image without HTML to show it; twice the same content id; unknown fields.
+    yield dict(GOOD, attachments=[IMAGE])
+    yield dict(html, attachments=[IMAGE, IMAGE])
+    yield dict(GOOD, attachments=[dict(ATTACHMENT, path="/etc/passwd")])
+    for address in HOSTILE_ADDRESSES:
+        for field in ("cc", "bcc"):
+            yield dict(GOOD, recipients=[{"email": "ana@example.org", field: [address]}])
+            copy = {"email": address, "name": "Chef"}
+            yield dict(GOOD, recipients=[{"email": "ana@example.org", field: [copy]}])
+        yield dict(GOOD, reply_to=address)
+    for name in HOSTILE_NAMES:
+        yield dict(
+            GOOD,
+            recipients=[{"email": "ana@example.org", "cc": [{"email": "c@x.org", "name": name}]}],
+        )
+    yield dict(GOOD, recipients=[{"email": "ana@example.org", "cc": "c@example.org"}])
+    yield dict(
+        GOOD, recipients=[{"email": "ana@example.org", "bcc": [{"email": "c@x.org", "x": 1}]}]
+    )
+    yield dict(GOOD, html="<p>a\x00b</p>")
+    for filename in HOSTILE_PDF_FILENAMES:
+        yield dict(GOOD, pdf_attachments=[{"template": "default", "filename": filename}])
+    for template in HOSTILE_TEMPLATES:
+        yield dict(GOOD, pdf_attachments=[{"template": template, "filename": "a.pdf"}])
+
+
 def corpus():
     for subject in HOSTILE_SUBJECTS:
         yield dict(GOOD, subject=subject)
@@ -89,6 +228,7 @@ def corpus():
     yield dict(GOOD, **{"from": "x@example.org\r\nBcc: evil@evil.org"})
     # No client may choose a From here (no emailsvc.senders.* is configured): 403.
     yield dict(GOOD, **{"from": "ceo@example.org"})
+    yield from rich_corpus()
 
 
 def post(app, body, status):
@@ -129,7 +269,7 @@ def test_hostile_inputs_get_4xx_and_never_reach_smtp(
     assert [(rcpts, msg["Subject"]) for _, rcpts, msg in messages] == [
         (["ana@example.org"], "marker")
     ]
-    assert len(bodies) > 60
+    assert len(bodies) > 250
 
 
 def test_template_syntax_in_content_and_vars_arrives_literally(app, start_worker, smtp_server):

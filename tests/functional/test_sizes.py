@@ -29,7 +29,12 @@ def test_the_default_content_limit_is_one_mebibyte(settings):
 
 
 def test_waitress_limit_stays_above_the_apps_so_that_the_app_answers(settings):
-    app = main({}, **dict(settings, **{"emailsvc.max_body_bytes": "8192"}))
+    app = main(
+        {},
+        **dict(
+            settings, **{"emailsvc.max_body_bytes": "8192", "emailsvc.max_attachment_bytes": "0"}
+        ),
+    )
     server = {}
     apply_body_limit(app, server)
     assert server["max_request_body_size"] == "16384"
@@ -55,6 +60,7 @@ def test_production_ini_limits_are_consistent():
 @pytest.fixture
 def live(settings, start_web):
     settings["emailsvc.max_body_bytes"] = "65536"
+    settings["emailsvc.max_attachment_bytes"] = "32768"
     return start_web(server={"max_request_header_size": "8192"})
 
 
