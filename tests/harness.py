@@ -238,8 +238,9 @@ class RecordingHandler:
 
     Local parts starting with ``reject`` get ``550``; with ``busy``, ``451``; with ``gone``,
     ``421`` (the client must end the session); messages to ``slow...`` take
-    ``slow_seconds`` to accept. ``most_in_flight`` is the largest number of messages that
-    were being accepted at once.
+    ``slow_seconds`` to accept; a message to ``hold...`` waits until ``release`` is set,
+    with ``held`` set and ``held_peer`` naming the client's (host, port) meanwhile.
+    ``most_in_flight`` is the largest number of messages that were being accepted at once.
     """
 
     slow_seconds = 0.2
@@ -249,6 +250,9 @@ class RecordingHandler:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
+        self.held = threading.Event()
+        self.held_peer = None
+        self.release = threading.Event()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0]
@@ -265,8 +269,14 @@ class RecordingHandler:
         self.in_flight += 1  # the server's one event loop: no lock needed
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            if envelope.rcpt_tos and envelope.rcpt_tos[0].startswith("slow"):
+            first = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+            if first.startswith("slow"):
                 await asyncio.sleep(self.slow_seconds)
+            if first.startswith("hold"):
+                self.held_peer = session.peer
+                self.held.set()
+                while not self.release.is_set():
+                    await asyncio.sleep(0.02)
         finally:
             self.in_flight -= 1
         msg = message_from_bytes(envelope.original_content, policy=policy.default)

@@ -60,13 +60,23 @@ def test_counts_add_up_across_pool_children_even_when_one_is_killed_mid_job(
     worker = start_worker(concurrency=2)
     children = worker.tree()[1:]
     assert len(children) >= 2
-    # The relay takes 0.2 s per "slow" message (tests/harness.py) and refuses "reject" ones.
-    recipients = [f"slow{i}@example.org" for i in range(24)]
+    # The relay takes 0.2 s per "slow" message (tests/harness.py), refuses "reject" ones,
+    # and keeps the "hold" one waiting: the child sending it is killed in the middle of
+    # that SMTP exchange, as most kills land, with its earlier outcomes recorded.
+    recipients = [f"slow{i}@example.org" for i in range(12)] + ["hold@example.org"]
+    recipients += [f"slow{i}@example.org" for i in range(12, 23)]
     recipients += [f"reject{i}@example.org" for i in range(3)]
     job = post(web.url, {"recipients": recipients, "subject": "s", "content": "c"})
-    assert wait_for(lambda: len(smtp_server.messages) >= 5, timeout=30)
-    busy = [child for child in worker.tree()[1:] if child.pid in {c.pid for c in children}]
+    assert smtp_server.handler.held.wait(60)
+    client_port = smtp_server.handler.held_peer[1]
+    busy = [
+        child
+        for child in children
+        if any(c.laddr.port == client_port for c in child.net_connections(kind="tcp"))
+    ]
+    assert len(busy) == 1, busy
     os.kill(busy[0].pid, signal.SIGKILL)
+    smtp_server.handler.release.set()
 
     def final():
         document = status(job["status_url"])
