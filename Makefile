@@ -66,7 +66,7 @@ $(TEST_STAMP): setup.py | $(BIN)/python
 COURSE_VENV = bench/.venv-course
 COURSE_STAMP = $(COURSE_VENV)/.installed
 
-.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4
+.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4 bench-p5
 
 ## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
 bench-install: $(TEST_STAMP) $(COURSE_STAMP)
@@ -92,6 +92,10 @@ bench-p3: bench-install
 ## bench-p4: P4, a job into a relay answering each message after 10 ms, emailsvc vs the course
 bench-p4: bench-install
 	$(BIN)/python -m bench.run p4
+
+## bench-p5: P5, Redis bytes per queued recipient, and a worker's memory over 1,000,000 recipients
+bench-p5: bench-install
+	$(BIN)/python -m bench.run p5
 
 ## clean: remove the virtualenv, var/ and every cache
 clean:
