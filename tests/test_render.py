@@ -155,3 +155,15 @@ def test_the_default_html_template_escapes_the_subject_and_keeps_the_html(app):
     assert "<p>Tout <b>-20 %</b></p>" in doc["html"]
     # A layout of tables with inline styles, narrowed on small screens.
     assert 'role="presentation"' in doc["html"] and "@media only screen" in doc["html"]
+
+
+def test_html_is_bounded_like_content(settings):
+    app = webtest.TestApp(main({}, **dict(settings, **{"emailsvc.max_content_bytes": "100"})))
+    errors = render(app, dict(JOB, html="<p>" + "é" * 60 + "</p>"), status=400).json["errors"]
+    assert errors == [
+        {
+            "location": "body",
+            "name": "html",
+            "description": "html is larger than 100 bytes (UTF-8)",
+        }
+    ]

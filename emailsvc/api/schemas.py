@@ -222,7 +222,8 @@ def _content_size(node, kw):
 
     def validate(node, value):
         if len(value.encode("utf-8", "surrogatepass")) > maximum:
-            raise colander.Invalid(node, f"content is larger than {maximum} bytes (UTF-8)")
+            # The same bound for content and html, each named in its own error.
+            raise colander.Invalid(node, f"{node.name} is larger than {maximum} bytes (UTF-8)")
         no_nul(node, value)
 
     return validate
