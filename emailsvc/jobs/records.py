@@ -202,6 +202,22 @@ def decode_recipient(stored):
     return {"email": stored, "name": "", "vars": {}}
 
 
+def _summary(job_id, fields):
+    """The counters and times of a job's status document, from its ``_STATUS_FIELDS``."""
+    total, sent, failed = (int(fields[name]) for name in ("total", "sent", "failed"))
+    return {
+        "id": job_id,
+        "status": fields["status"],
+        "total": total,
+        "sent": sent,
+        "failed": failed,
+        "pending": total - sent - failed,
+        "created_at": fields["created_at"],
+        "updated_at": fields["updated_at"],
+        "finished_at": fields["finished_at"] or None,
+    }
+
+
 class JobStore:
     """Reads and writes job records under one key prefix."""
 
@@ -449,19 +465,8 @@ class JobStore:
         fields = dict(zip(_STATUS_FIELDS, values, strict=True))
         if fields["total"] is None or fields["client"] != client:
             return None
-        total, sent, failed = (int(fields[name]) for name in ("total", "sent", "failed"))
-        document = {
-            "id": job_id,
-            "status": fields["status"],
-            "total": total,
-            "sent": sent,
-            "failed": failed,
-            "pending": total - sent - failed,
-            "created_at": fields["created_at"],
-            "updated_at": fields["updated_at"],
-            "finished_at": fields["finished_at"] or None,
-            "errors": [json.loads(e) for e in errors],
-        }
+        document = _summary(job_id, fields)
+        document["errors"] = [json.loads(e) for e in errors]
         if fields["status"] == "retrying":
             document["last_error"] = json.loads(fields["last_error"] or "null")
             document["next_attempt_at"] = fields["next_attempt_at"] or None
@@ -506,21 +511,7 @@ class JobStore:
             if fields["total"] is None:
                 documents.append(None)
                 continue
-            total, sent, failed = (int(fields[name]) for name in ("total", "sent", "failed"))
-            documents.append(
-                {
-                    "id": job_id,
-                    "status": fields["status"],
-                    "client": fields["client"],
-                    "total": total,
-                    "sent": sent,
-                    "failed": failed,
-                    "pending": total - sent - failed,
-                    "created_at": fields["created_at"],
-                    "updated_at": fields["updated_at"],
-                    "finished_at": fields["finished_at"] or None,
-                }
-            )
+            documents.append(dict(_summary(job_id, fields), client=fields["client"]))
         return documents
 
     def detail(self, job_id):
