@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from urllib.parse import unquote, urlsplit
 
@@ -96,14 +97,24 @@ def _time_limit(seconds):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    deadline = time.monotonic() + seconds
+    over = threading.Event()
 
     def time_up(signum, frame):
-        raise _TimeUp()
+        if not over.is_set():
+            raise _TimeUp()
 
     previous = signal.signal(signal.SIGALRM, time_up)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Python drops an exception raised where it cannot propagate (a garbage collector
+    # callback, a ``__del__``): the timer fires again every 10 ms until one lands.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.01)
     try:
-        yield
+        try:
+            yield
+        finally:
+            over.set()
+        if time.monotonic() > deadline:
+            raise _TimeUp()
     except _TimeUp:
         raise RenderError(f"the PDF took longer than {seconds} s to render") from None
     finally:
