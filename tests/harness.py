@@ -233,6 +233,12 @@ class RedisSentinelGroup:
                 process.wait()
 
 
+def offer_pipelining(responses):
+    """aiosmtpd's EHLO lines with PIPELINING (RFC 2920) added, as Postfix and most relays
+    offer it: aiosmtpd reads one command after the other, so pipelined commands work."""
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class RecordingHandler:
     """An aiosmtpd handler that keeps every message, refusing some recipients.
 
@@ -245,7 +251,8 @@ class RecordingHandler:
 
     slow_seconds = 0.2
 
-    def __init__(self):
+    def __init__(self, pipelining=True):
+        self.pipelining = pipelining
         self.messages = []
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -253,6 +260,10 @@ class RecordingHandler:
         self.held = threading.Event()
         self.held_peer = None
         self.release = threading.Event()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd leaves to this hook
+        return offer_pipelining(responses) if self.pipelining else responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0]
@@ -288,8 +299,8 @@ class RecordingHandler:
 class SMTPServer:
     """An aiosmtpd server on a loopback port, recording what it receives."""
 
-    def __init__(self):
-        self.handler = RecordingHandler()
+    def __init__(self, pipelining=True):
+        self.handler = RecordingHandler(pipelining)
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
 

@@ -144,8 +144,8 @@ def test_stored_content_is_json():
     assert json.loads(stored)["html"] == "<p>é</p>"
 
 
-# The timer's interruption may land in a garbage collector callback (hypothesis installs
-# one), where Python drops it and pytest reports it; the timer then fires again.
+# The timer's interruption may land where Python drops it (a ``__del__``), and pytest
+# reports the dropped exception; the timer then fires again.
 swallowed_interruptions = pytest.mark.filterwarnings(
     "ignore::pytest.PytestUnraisableExceptionWarning"
 )
@@ -161,11 +161,12 @@ def test_a_pdf_over_its_time_bound_fails_the_recipient(tmp_path):
 
 
 @swallowed_interruptions
-def test_the_time_bound_holds_when_its_first_interruption_is_swallowed(tmp_path):
+def test_the_time_bound_holds_when_it_falls_in_a_garbage_collector_callback(tmp_path):
+    # Python drops an exception raised in such a callback (hypothesis installs one).
     calls = []
 
     def slow_once(phase, info):
-        # The first collection lasts past the bound: the interruption lands in here.
+        # The first collection lasts past the bound: the timer fires in here.
         if phase == "start" and not calls:
             calls.append(phase)
             time.sleep(0.1)

@@ -1,8 +1,10 @@
 """Transports against a real SMTP server (aiosmtpd) and a real folder."""
 
 import smtplib
+import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -17,7 +19,7 @@ from emailsvc.mail.transports import (
     transport_from_settings,
 )
 from emailsvc.settings import SettingsError, load
-from tests.harness import RecordingHandler, free_port
+from tests.harness import RecordingHandler, SMTPServer, free_port
 
 SENDER = sender_address("noreply@example.com")
 
@@ -57,6 +59,81 @@ def test_a_4xx_is_transient(smtp_server):
         with pytest.raises(DeliveryError) as busy:
             session.send(message("busy@example.org"), "noreply@example.com", "busy@example.org")
     assert busy.value.code == 451 and not busy.value.permanent
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def any_relay(request):
+    """A relay that offers PIPELINING, and one that does not."""
+    server = SMTPServer(pipelining=request.param).start()
+    yield server
+    server.stop()
+
+
+def raw(to, body="Body"):
+    return message(to).as_bytes().replace(b"\r\n\r\nBody", b"\r\n\r\n" + body.encode())
+
+
+def test_bytes_go_out_as_they_are_with_refusals_as_for_a_message(any_relay):
+    body = ".leading dot\r\n..two\r\nlast line without end"
+    with smtp(any_relay.port).session() as session:
+        session.send(raw("a@example.org", body), "noreply@example.com", ["a@example.org"])
+        with pytest.raises(DeliveryError) as refused:
+            session.send(raw("reject@example.org"), "noreply@example.com", "reject@example.org")
+        with pytest.raises(DeliveryError) as busy:
+            session.send(raw("busy@example.org"), "noreply@example.com", "busy@example.org")
+        # A cc refused alone does not fail the recipient.
+        session.send(
+            raw("b@example.org"), "noreply@example.com", ["b@example.org", "reject@x.org"]
+        )
+        with pytest.raises(ConnectionLost) as gone:
+            session.send(raw("gone@example.org"), "noreply@example.com", "gone@example.org")
+    assert (refused.value.code, refused.value.permanent) == (550, True)
+    assert (busy.value.code, busy.value.permanent) == (451, False)
+    assert gone.value.code == 421
+    received = any_relay.messages
+    assert [rcpts for _, rcpts, _ in received] == [["a@example.org"], ["b@example.org"]]
+    content = received[0][2].get_content().replace("\r\n", "\n")
+    assert content == body.replace("\r\n", "\n") + "\n"
+
+
+def test_a_relay_offering_pipelining_gets_mail_rcpt_and_data_in_one_write():
+    # A relay of a few lines that notes what each read brought.
+    listener = socket.create_server(("127.0.0.1", 0))
+    reads = []
+
+    def serve():
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(b"220 test\r\n")
+            while True:
+                data = connection.recv(65536)
+                reads.append(data)
+                if data.upper().startswith(b"EHLO"):
+                    connection.sendall(b"250-test\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n")
+                elif data.startswith(b"MAIL"):
+                    connection.sendall(b"250 ok\r\n" * (data.count(b"\r\n") - 1) + b"354 go\r\n")
+                elif data.endswith(b"\r\n.\r\n"):
+                    connection.sendall(b"250 queued\r\n")
+                elif data.upper().startswith(b"QUIT") or not data:
+                    connection.sendall(b"221 bye\r\n")
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    data = raw("a@example.org")
+    with smtp(listener.getsockname()[1]).session() as session:
+        session.send(data, "noreply@example.com", ["a@example.org", "c@x.org"])
+    thread.join(5)
+    listener.close()
+    size = len(data)
+    assert (
+        reads[1]
+        == (
+            f"MAIL FROM:<noreply@example.com> SIZE={size}\r\n"
+            "RCPT TO:<a@example.org>\r\nRCPT TO:<c@x.org>\r\nDATA\r\n"
+        ).encode()
+    )
+    assert reads[2].endswith(b"\r\n\r\nBody\r\n.\r\n")
 
 
 def test_an_unreachable_relay_is_a_lost_connection():

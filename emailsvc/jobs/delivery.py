@@ -300,7 +300,7 @@ class Deliverer:
 
     def _send_one(self, session, composer, recipient, msgid):
         try:
-            msg, _ = composer.compose(recipient, msgid)
+            msg = composer.message(recipient, msgid)
         except RenderError as exc:
             raise DeliveryError(None, str(exc), permanent=True) from exc
         except (ValueError, TypeError, KeyError) as exc:
@@ -310,7 +310,7 @@ class Deliverer:
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
         with self.metrics.smtp_duration.time():
-            session.send(msg, composer.sender.addr_spec, composer.envelope(recipient))
+            session.send(msg, composer.sender.addr_spec, composer.envelope(recipient), msgid)
 
     def _sender(self, job):
         # A job's own "from" was checked against its client's allowed domains when accepted.

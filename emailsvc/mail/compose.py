@@ -19,9 +19,11 @@ from email import policy
 from email.headerregistry import Address
 from email.message import MIMEPart
 from email.utils import format_datetime
+from functools import cached_property
 
 from .html_text import html_to_text
 from .messages import build_message
+from .plaintext import plain_frame
 from .templates import RenderError
 
 # A placeholder of a PDF's filename: ``${order}`` takes the recipient's var ``order``.
@@ -153,15 +155,15 @@ class Composer:
 
     def compose(self, recipient, msgid):
         """The recipient's message, and ``(subject, text, html)`` as rendered."""
-        subject, text, html = self.parts(recipient)
+        parts = self.parts(recipient)
+        return self._build(recipient, msgid, *parts), parts
+
+    def _build(self, recipient, msgid, subject, text, html):
         msg = build_message(self.sender, recipient, subject, text, now=self.date, msgid=msgid)
         if recipient.get("cc"):
             msg["Cc"] = [_address(copy) for copy in recipient["cc"]]
         # Bcc addresses are in the envelope only: no header names them.
-        if self.reply_to:
-            msg["Reply-To"] = _address({"email": self.reply_to})
-        for name, value in self.headers.items():
-            msg[name] = value
+        self.add_job_headers(msg)
         if html:
             msg.add_alternative(html, subtype="html", charset="utf-8")
             if self.inline:
@@ -178,7 +180,29 @@ class Composer:
             msg.make_mixed()
             for part in attached:
                 msg.attach(part)
-        return msg, (subject, text, html)
+        return msg
+
+    def add_job_headers(self, msg):
+        """Add the headers every message of the job carries: Reply-To, the job's own."""
+        if self.reply_to:
+            msg["Reply-To"] = _address({"email": self.reply_to})
+        for name, value in self.headers.items():
+            msg[name] = value
+
+    @cached_property
+    def frame(self):
+        """The header lines of a plain-text job, folded once (None for other jobs)."""
+        return plain_frame(self)
+
+    def message(self, recipient, msgid):
+        """The recipient's message to send: bytes when the job's plain-text frame can
+        write it (``mail.plaintext``), else an ``EmailMessage``."""
+        subject, text, html = self.parts(recipient)
+        if self.frame is not None:
+            data = self.frame.build(recipient, msgid, text)
+            if data is not None:
+                return data
+        return self._build(recipient, msgid, subject, text, html)
 
     def _pdfs(self, recipient):
         if self.pdf is None:

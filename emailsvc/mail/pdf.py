@@ -6,9 +6,11 @@ fetches anything remote: its ``url_fetcher`` serves only files under the templat
 and ``data:`` URIs. Each PDF's rendering time and size are bounded.
 """
 
+import gc
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -101,7 +103,7 @@ def _time_limit(seconds):
     over = threading.Event()
 
     def time_up(signum, frame):
-        if not over.is_set():
+        if not over.is_set() and not _would_be_dropped(frame):
             raise _TimeUp()
 
     previous = signal.signal(signal.SIGALRM, time_up)
@@ -120,3 +122,16 @@ def _time_limit(seconds):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _would_be_dropped(frame):
+    """Whether Python would drop an exception raised in ``frame``: inside a garbage
+    collector callback or the unraisable hook (the timer then waits for its next tick)."""
+    hook = sys.unraisablehook
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    codes.add(getattr(getattr(hook, "func", hook), "__code__", None))
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False

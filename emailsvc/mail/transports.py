@@ -8,6 +8,7 @@ the chunk must then be retried). A transport's ``check(timeout)`` is its
 """
 
 import os
+import re
 import smtplib
 import ssl
 import tempfile
@@ -118,14 +119,20 @@ class _SMTPSession:
     def __init__(self, smtp):
         self.smtp = smtp
 
-    def send(self, msg, envelope_from, recipients):
-        # The first address is the recipient whose outcome this is; its cc and bcc follow,
-        # and a refusal of one of them alone does not fail the recipient.
+    def send(self, msg, envelope_from, recipients, msgid=None):
+        """Send ``msg`` (an ``EmailMessage``, or its bytes) to ``recipients``.
+
+        The first address is the recipient whose outcome this is; its cc and bcc follow,
+        and a refusal of one of them alone does not fail the recipient.
+        """
         if isinstance(recipients, str):
             recipients = [recipients]
         recipient = recipients[0]
         try:
-            refused = self.smtp.send_message(msg, from_addr=envelope_from, to_addrs=recipients)
+            if isinstance(msg, bytes):
+                refused = self._sendmail(envelope_from, recipients, msg)
+            else:
+                refused = self.smtp.send_message(msg, from_addr=envelope_from, to_addrs=recipients)
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = exc.recipients.get(recipient, (550, b"recipient refused"))
             if code == 421:
@@ -144,6 +151,68 @@ class _SMTPSession:
         # With a single recipient a refusal raises above; this is a belt for odd relays.
         if recipient in refused:
             raise _smtp_error(*refused[recipient])
+
+    def _sendmail(self, envelope_from, recipients, data):
+        """``smtplib.SMTP.sendmail`` of ASCII addresses and bytes, in two round trips
+        instead of three or more when the relay offers PIPELINING (RFC 2920): MAIL, the
+        RCPTs and DATA go in one write, then the message; the same replies and errors."""
+        smtp = self.smtp
+        smtp.ehlo_or_helo_if_needed()
+        if not smtp.has_extn("pipelining"):
+            return smtp.sendmail(envelope_from, recipients, data)
+        options = f" SIZE={len(data)}" if smtp.has_extn("size") else ""
+        # Each address was validated on its own: it needs no parsing (smtplib's quoteaddr
+        # parses it with parseaddr, CVE-2023-27043), only its brackets.
+        commands = [f"MAIL FROM:<{envelope_from}>{options}"]
+        commands += [f"RCPT TO:<{address}>" for address in recipients]
+        commands.append("DATA")
+        smtp.send("\r\n".join(commands) + "\r\n")
+        # Every reply is read, even after a refusal, so that the session stays in step.
+        mail = self._reply()
+        rcpts = [self._reply() for _ in recipients]
+        data_reply = self._reply()
+        if data_reply[0] == 354 and (mail[0] != 250 or all(r[0] not in (250, 251) for r in rcpts)):
+            # A relay that took DATA with nothing to deliver: end it with an empty message.
+            smtp.send(b".\r\n")
+            self._reply()
+        if mail[0] != 250:
+            self._reset()
+            raise smtplib.SMTPSenderRefused(*mail, envelope_from)
+        refused = {a: r for a, r in zip(recipients, rcpts, strict=True) if r[0] not in (250, 251)}
+        if len(refused) == len(recipients):
+            self._reset()
+            raise smtplib.SMTPRecipientsRefused(refused)
+        if data_reply[0] != 354:
+            self._reset()
+            raise smtplib.SMTPDataError(*data_reply)
+        body = _LEADING_DOT.sub(b"..", data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body + b".\r\n")
+        code, message = self._reply()
+        if code != 250:
+            self._reset()
+            raise smtplib.SMTPDataError(code, message)
+        return refused
+
+    def _reset(self):
+        # As smtplib does after a refusal: the session stays usable for the next message.
+        try:
+            self.smtp.rset()
+        except smtplib.SMTPServerDisconnected:
+            pass
+
+    def _reply(self):
+        code, message = self.smtp.getreply()
+        if code == 421:
+            # The relay ends the session: whatever was pipelined after it has no reply.
+            self.smtp.close()
+            raise smtplib.SMTPResponseException(code, message)
+        return code, message
+
+
+# Dot-stuffing (RFC 5321, 4.5.2): a line that starts with "." gets another in front.
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class OutboxTransport:
@@ -164,12 +233,14 @@ class OutboxTransport:
         os.makedirs(self.directory, exist_ok=True)
         yield self
 
-    def send(self, msg, envelope_from, recipients):
-        """Write ``msg`` atomically (named after its Message-ID): no reader sees half a file."""
-        name = msg["Message-ID"].strip("<>").replace("/", "_") + ".eml"
+    def send(self, msg, envelope_from, recipients, msgid=None):
+        """Write ``msg`` (an ``EmailMessage``, or its bytes and ``msgid``) atomically,
+        named after its Message-ID: no reader sees half a file."""
+        msgid = msgid or msg["Message-ID"]
+        name = msgid.strip("<>").replace("/", "_") + ".eml"
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
         with os.fdopen(fd, "wb") as handle:
-            handle.write(msg.as_bytes())
+            handle.write(msg if isinstance(msg, bytes) else msg.as_bytes())
         os.replace(tmp, os.path.join(self.directory, name))
 
 

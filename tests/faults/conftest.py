@@ -19,7 +19,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 
-from ..harness import free_port, wait_for
+from ..harness import free_port, offer_pipelining, wait_for
 
 ADDRESS = re.compile(r"[\w.+-]+@(example\.org|example\.net)")
 
@@ -82,6 +82,10 @@ class ScriptableRelay:
         self.received = []
         self.lock = threading.Lock()
         self.controller = None
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd leaves to this hook
+        return offer_pipelining(responses)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.mode == "421":
