@@ -249,3 +249,39 @@ def test_the_operator_detail_has_the_start_of_delivery_and_ignores_the_client(st
     assert detail["errors"][0]["code"] == 550 and detail["pending"] == 1
     assert store.detail(new_id()) is None
     assert store.retries_waiting(time.time()) == (0, 0)
+
+
+def test_a_sent_recorder_writes_each_outcome_and_reads_its_answer_later(store):
+    job = create(store, 3)
+    recorder = store.sent_recorder()
+    recorder.write(job, 0)
+    assert recorder.confirm() == 1
+    recorder.write(job, 0)  # recorded already: counted once
+    assert recorder.confirm() == 0
+    assert recorder.confirm() is None  # nothing written since
+    with pytest.raises(RuntimeError, match="not confirmed"):
+        recorder.write(job, 1)
+        recorder.write(job, 2)
+    recorder.close()
+    assert counters(store.status(job, "acme"))[1] in (1, 2)
+
+
+def test_an_answer_left_unread_never_reaches_the_next_user_of_the_connection(store):
+    job = create(store, 2)
+    recorder = store.sent_recorder()
+    recorder.write(job, 0)
+    recorder.close()  # a chunk that crashed before confirming
+    # Every command after it gets its own answer.
+    assert store.record_sent(job, 1) == 1
+    assert store.redis.ping() is True
+    assert counters(store.status(job, "acme")) == ("sent", 2, 0, 0)
+
+
+def test_a_recorder_records_again_when_redis_forgot_the_script(store):
+    job = create(store, 1)
+    store.redis.script_flush()
+    recorder = store.sent_recorder()
+    recorder.write(job, 0)
+    assert recorder.confirm() == 1
+    recorder.close()
+    assert counters(store.status(job, "acme")) == ("sent", 1, 0, 0)

@@ -96,6 +96,21 @@ def test_bytes_go_out_as_they_are_with_refusals_as_for_a_message(any_relay):
     assert content == body.replace("\r\n", "\n") + "\n"
 
 
+def test_a_message_is_not_handed_over_when_its_before_data_step_fails(any_relay):
+    class RecordLost(Exception):
+        pass
+
+    def lost():
+        raise RecordLost()
+
+    with pytest.raises(RecordLost):
+        with smtp(any_relay.port).session() as session:
+            session.send(raw("a@example.org"), "noreply@example.com", "a@example.org", None, lost)
+    with smtp(any_relay.port).session() as session:
+        session.send(raw("b@example.org"), "noreply@example.com", "b@example.org")
+    assert [rcpts for _, rcpts, _ in any_relay.messages] == [["b@example.org"]]
+
+
 def test_a_relay_offering_pipelining_gets_mail_rcpt_and_data_in_one_write():
     # A relay of a few lines that notes what each read brought.
     listener = socket.create_server(("127.0.0.1", 0))

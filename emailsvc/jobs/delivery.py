@@ -258,7 +258,29 @@ class Deliverer:
 
     def _send_over_one_connection(self, run):
         """Send the chunk's next recipients over one session until none is left."""
+        recorder = self.store.sent_recorder()
+        try:
+            self._send_with(run, recorder)
+            # The last message's record, written after its 250, is confirmed here.
+            self._confirm(recorder)
+        except Exception as exc:  # noqa: BLE001 - raised again by the chunk's own thread
+            run.crashed.append(exc)
+            run.stop.set()
+        finally:
+            recorder.close()
+
+    def _confirm(self, recorder):
+        # Counted once per recipient: a redelivered chunk records nothing twice.
+        if recorder.confirm() == 1:
+            self.metrics.message_sent()
+
+    def _send_with(self, run, recorder):
         result = run.result
+
+        def before_data():
+            # The previous message's outcome is confirmed before this one is handed over.
+            self._confirm(recorder)
+
         try:
             with self.transport.session() as session:
                 while not run.stop.is_set():
@@ -272,7 +294,7 @@ class Deliverer:
                     index, recipient = item
                     msgid = message_id(run.job_id, index, run.composer.sender.domain)
                     try:
-                        self._send_one(session, run.composer, recipient, msgid)
+                        self._send_one(session, run.composer, recipient, msgid, before_data)
                     except ConnectionLost as exc:
                         run.lost_connection(exc, (index, recipient))
                         return
@@ -287,18 +309,13 @@ class Deliverer:
                             self.metrics.message_failed(exc.code)
                         run.count("failed")
                     else:
-                        # Counted once per recipient: a redelivered chunk records nothing twice.
-                        if self.store.record_sent(run.job_id, index) == 1:
-                            self.metrics.message_sent()
+                        recorder.write(run.job_id, index)
                         run.count("sent")
         except ConnectionLost as exc:
             # The session could not be opened (or closed): others may go on without it.
             run.lost_connection(exc)
-        except Exception as exc:  # noqa: BLE001 - raised again by the chunk's own thread
-            run.crashed.append(exc)
-            run.stop.set()
 
-    def _send_one(self, session, composer, recipient, msgid):
+    def _send_one(self, session, composer, recipient, msgid, before_data=None):
         try:
             msg = composer.message(recipient, msgid)
         except RenderError as exc:
@@ -310,7 +327,9 @@ class Deliverer:
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
         with self.metrics.smtp_duration.time():
-            session.send(msg, composer.sender.addr_spec, composer.envelope(recipient), msgid)
+            session.send(
+                msg, composer.sender.addr_spec, composer.envelope(recipient), msgid, before_data
+            )
 
     def _sender(self, job):
         # A job's own "from" was checked against its client's allowed domains when accepted.

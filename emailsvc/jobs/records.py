@@ -31,6 +31,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from redis.exceptions import NoScriptError
+
 FINAL_STATUSES = ("sent", "partially_failed", "failed", "cancelled")
 
 # One recipient's outcome, applied atomically: the outcome is written once (HSETNX), so a
@@ -218,6 +220,72 @@ def _summary(job_id, fields):
     }
 
 
+class SentRecorder:
+    """Records a connection's sent recipients without waiting for Redis in between.
+
+    ``write`` sends a recipient's outcome to Redis at once and returns; its answer is read
+    by ``confirm``, which the connection calls before the final dot of its next message
+    (and at its end). The outcome therefore leaves the worker as soon as the relay took
+    the message, as with a plain call, and no message is handed over while the previous
+    one's record is unconfirmed: a crash still leaves at most the one message in flight
+    on each connection unrecorded, while Redis's round trip overlaps the relay's.
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self.connection = None
+        self.pending = None
+
+    def write(self, job_id, index):
+        """Send the outcome ``sent`` of recipient ``index``; its answer is read later."""
+        if self.pending is not None:
+            raise RuntimeError("the previous outcome is not confirmed yet")
+        keys, args = self.store._outcome_arguments(job_id, index, "sent", "")
+        if self.connection is None:
+            self.connection = self.store.redis.connection_pool.get_connection()
+        self.pending = (job_id, index)
+        try:
+            self.connection.send_command(
+                "EVALSHA", self.store._record.sha, len(keys), *keys, *args
+            )
+        except BaseException:
+            self._drop()
+            raise
+
+    def confirm(self):
+        """The answer of the outcome written last (as ``record_sent``'s), or None if none."""
+        if self.pending is None:
+            return None
+        job_id, index = self.pending
+        try:
+            answer = self.connection.read_response()
+        except NoScriptError:
+            # Redis restarted and forgot the script: the record is made again, loading it
+            # (the outcome is written once, whatever is repeated).
+            answer = self.store.record_sent(job_id, index)
+        except BaseException:
+            self._drop()
+            raise
+        self.pending = None
+        return int(answer)
+
+    def close(self):
+        """Give the connection back to the pool; an answer left unread is dropped with it."""
+        if self.connection is not None:
+            if self.pending is not None:
+                # Its answer, unread, would go to the connection's next user.
+                self.connection.disconnect()
+                self.pending = None
+            self.store.redis.connection_pool.release(self.connection)
+            self.connection = None
+
+    def _drop(self):
+        # A connection whose answers are out of step is not reused as it is.
+        self.connection.disconnect()
+        self.pending = None
+        self.close()
+
+
 class JobStore:
     """Reads and writes job records under one key prefix."""
 
@@ -374,24 +442,32 @@ class JobStore:
         """The chunk has no work left: forget its state."""
         self.redis.hdel(self._key(job_id, ":chunks"), offset)
 
-    def _outcome(self, job_id, index, outcome, error, next_look):
+    def _outcome_arguments(self, job_id, index, outcome, error):
         keys = [
             self._key(job_id),
             self._key(job_id, ":outcomes"),
             self._key(job_id, ":errors"),
             self.watch_key,
         ]
-        args = [index, outcome, error, now_iso(), self.ttl, next_look, job_id]
+        next_look = self.clock() + self.stall
+        return keys, [index, outcome, error, now_iso(), self.ttl, next_look, job_id]
+
+    def _outcome(self, job_id, index, outcome, error):
+        keys, args = self._outcome_arguments(job_id, index, outcome, error)
         return self._record(keys=keys, args=args)
+
+    def sent_recorder(self):
+        """A ``SentRecorder`` for one relay connection of a worker."""
+        return SentRecorder(self)
 
     def record_sent(self, job_id, index):
         """Record that recipient ``index`` was accepted by the relay."""
-        return self._outcome(job_id, index, "sent", "", self.clock() + self.stall)
+        return self._outcome(job_id, index, "sent", "")
 
     def record_failed(self, job_id, index, recipient, code, message):
         """Record that recipient ``index`` failed for good, with the SMTP code and message."""
         error = json.dumps({"recipient": recipient, "code": code, "message": message})
-        return self._outcome(job_id, index, "failed", error, self.clock() + self.stall)
+        return self._outcome(job_id, index, "failed", error)
 
     def schedule_retry(self, job_id, offset, count, attempt, due, error):
         """Put the chunk in the retry schedule, due at ``due``; the job says why and when."""

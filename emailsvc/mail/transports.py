@@ -119,19 +119,24 @@ class _SMTPSession:
     def __init__(self, smtp):
         self.smtp = smtp
 
-    def send(self, msg, envelope_from, recipients, msgid=None):
+    def send(self, msg, envelope_from, recipients, msgid=None, before_data=None):
         """Send ``msg`` (an ``EmailMessage``, or its bytes) to ``recipients``.
 
         The first address is the recipient whose outcome this is; its cc and bcc follow,
-        and a refusal of one of them alone does not fail the recipient.
+        and a refusal of one of them alone does not fail the recipient. ``before_data``
+        is called before the message is handed over (while the relay answers the
+        envelope, when it offers PIPELINING); what it raises ends the session, the
+        message not sent.
         """
         if isinstance(recipients, str):
             recipients = [recipients]
         recipient = recipients[0]
         try:
             if isinstance(msg, bytes):
-                refused = self._sendmail(envelope_from, recipients, msg)
+                refused = self._sendmail(envelope_from, recipients, msg, before_data)
             else:
+                if before_data is not None:
+                    before_data()
                 refused = self.smtp.send_message(msg, from_addr=envelope_from, to_addrs=recipients)
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = exc.recipients.get(recipient, (550, b"recipient refused"))
@@ -152,13 +157,15 @@ class _SMTPSession:
         if recipient in refused:
             raise _smtp_error(*refused[recipient])
 
-    def _sendmail(self, envelope_from, recipients, data):
+    def _sendmail(self, envelope_from, recipients, data, before_data=None):
         """``smtplib.SMTP.sendmail`` of ASCII addresses and bytes, in two round trips
         instead of three or more when the relay offers PIPELINING (RFC 2920): MAIL, the
         RCPTs and DATA go in one write, then the message; the same replies and errors."""
         smtp = self.smtp
         smtp.ehlo_or_helo_if_needed()
         if not smtp.has_extn("pipelining"):
+            if before_data is not None:
+                before_data()
             return smtp.sendmail(envelope_from, recipients, data)
         options = f" SIZE={len(data)}" if smtp.has_extn("size") else ""
         # Each address was validated on its own: it needs no parsing (smtplib's quoteaddr
@@ -167,6 +174,14 @@ class _SMTPSession:
         commands += [f"RCPT TO:<{address}>" for address in recipients]
         commands.append("DATA")
         smtp.send("\r\n".join(commands) + "\r\n")
+        if before_data is not None:
+            try:
+                before_data()
+            except BaseException:
+                # The relay waits for a message that must not come: drop the session
+                # without a final dot (and without QUIT, which it would take as data).
+                smtp.close()
+                raise
         # Every reply is read, even after a refusal, so that the session stays in step.
         mail = self._reply()
         rcpts = [self._reply() for _ in recipients]
@@ -233,9 +248,11 @@ class OutboxTransport:
         os.makedirs(self.directory, exist_ok=True)
         yield self
 
-    def send(self, msg, envelope_from, recipients, msgid=None):
+    def send(self, msg, envelope_from, recipients, msgid=None, before_data=None):
         """Write ``msg`` (an ``EmailMessage``, or its bytes and ``msgid``) atomically,
         named after its Message-ID: no reader sees half a file."""
+        if before_data is not None:
+            before_data()
         msgid = msgid or msg["Message-ID"]
         name = msgid.strip("<>").replace("/", "_") + ".eml"
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
