@@ -6,7 +6,7 @@ import time
 import pytest
 import redis
 
-from emailsvc.jobs.records import JobStore, new_id
+from emailsvc.jobs.records import JobStore, _resp, new_id
 
 MESSAGE = {"subject": "S", "content": "C", "template": "default", "client": "acme"}
 
@@ -285,3 +285,9 @@ def test_a_recorder_records_again_when_redis_forgot_the_script(store):
     assert recorder.confirm() == 1
     recorder.close()
     assert counters(store.status(job, "acme")) == ("sent", 1, 0, 0)
+
+
+def test_the_recorders_commands_are_packed_as_redis_py_packs_them():
+    arguments = ("EVALSHA", "ab" * 20, 2, "k:é", "k2", 17, "sent", "", 3600, 1.5, "x")
+    packed = redis.Connection().pack_command(*arguments)
+    assert _resp(arguments) == b"".join(packed)
