@@ -24,6 +24,10 @@ requires = [
     "rich>=13.0",
     # GET /metrics and the counts of every worker process (multiprocess mode).
     "prometheus_client>=0.20",
+    # DKIM signatures (RFC 6376) of the messages sent; its ed25519 extra is PyNaCl (RFC 8463).
+    "dkimpy[ed25519]>=1.1.8",
+    # Reads DKIM private keys (PEM, RSA or Ed25519) and makes them (emailsvc-dkim-keygen).
+    "cryptography>=42.0",
 ]
 
 tests_require = [

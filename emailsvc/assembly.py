@@ -22,12 +22,13 @@ from .jobs.records import JobStore
 from .jobs.tasks import configure_celery, new_celery_app
 from .jobs.watchdog import PeriodicStep
 from .logs import use_format
+from .mail.dkim import DKIMKeyError, DKIMSigner
 from .mail.messages import sender_address
 from .mail.pdf import pdf_renderer
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
 from .metrics import Metrics
-from .settings import Settings, load
+from .settings import Settings, SettingsError, load
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Assembly:
     deliverer: Deliverer
     #: Renders per-recipient PDFs; None without the pdf extra (WeasyPrint).
     pdf: object
+    #: The DKIM keys of ``emailsvc.dkim.keys``, read and parsed once.
+    dkim: DKIMSigner
     revoker: Revoker
     celery: Celery
     metrics: Metrics
@@ -94,12 +97,26 @@ def connect_redis(settings):
     )
 
 
+def dkim_signer(settings):
+    """The DKIM keys of ``emailsvc.dkim.keys``, each read and parsed now.
+
+    A key that cannot be read or used is a configuration error: the process does not
+    start rather than send unsigned mail that receivers would hold against the domain.
+    """
+    try:
+        return DKIMSigner.from_entries(settings["emailsvc.dkim.keys"])
+    except DKIMKeyError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def assemble(settings, celery_app=None):
     """Build the parts of the service from typed ``settings``.
 
     ``celery_app`` is an unconfigured Celery app to configure (the worker's, which Celery's
     command line must find at import); by default a new one is made.
     """
+    # First: a key that cannot be used stops start-up before any connection is opened.
+    signer = dkim_signer(settings)
     client = connect_redis(settings)
     prefix = settings["emailsvc.redis_prefix"]
     jobs = JobStore(
@@ -133,8 +150,10 @@ def assemble(settings, celery_app=None):
             connections=settings["emailsvc.smtp.connections"],
             metrics=metrics,
             pdf=pdf,
+            signer=signer,
         ),
         pdf=pdf,
+        dkim=signer,
         revoker=Revoker(jobs),
         celery=celery_app if celery_app is not None else new_celery_app(),
         metrics=metrics,

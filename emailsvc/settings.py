@@ -129,6 +129,55 @@ def api_key_entries(value):
     return tuple(entries)
 
 
+# A DNS label of letters, digits and hyphens; names are ASCII (IDNA A-labels).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+\Z")
+_SELECTOR = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\Z")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class DKIMKeyEntry:
+    """Where one sender domain's DKIM private key is: a file, or an environment variable."""
+
+    domain: str
+    selector: str
+    path: str = ""
+    variable: str = ""
+
+    def __str__(self):
+        source = f"env:{self.variable}" if self.variable else self.path
+        return f"{self.domain}:{self.selector}:{source}"
+
+
+def dkim_key_entries(value):
+    """Whitespace-separated ``domain:selector:/path/to/key.pem`` or
+    ``domain:selector:env:VARIABLE`` entries, one per sender domain, as ``DKIMKeyEntry``.
+
+    The key itself is never part of the setting: only where it is read from.
+    """
+    entries = {}
+    for position, entry in enumerate(str(value or "").split(), start=1):
+        domain, _, rest = entry.partition(":")
+        selector, _, source = rest.partition(":")
+        domain, selector = domain.lower(), selector.lower()
+        if not _DOMAIN.match(domain) or not _SELECTOR.match(selector) or not source:
+            raise ValueError(
+                f"entry {position} must be domain:selector:/path/to/key.pem or "
+                "domain:selector:env:VARIABLE (an ASCII domain and selector)"
+            )
+        if domain in entries:
+            raise ValueError(f"entry {position} names {domain} again: one key per domain")
+        if source.startswith("env:"):
+            variable = source[len("env:") :]
+            if not _VARIABLE.match(variable):
+                raise ValueError(f"entry {position} must name an environment variable after env:")
+            entries[domain] = DKIMKeyEntry(domain, selector, variable=variable)
+        else:
+            entries[domain] = DKIMKeyEntry(domain, selector, path=source)
+    return tuple(entries.values())
+
+
 # --- where Redis and the broker are ---
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
@@ -456,6 +505,15 @@ SETTINGS = (
         "",
         "`client:sha256hex` entries, whitespace-separated (`emailsvc-keygen CLIENT` prints one)",
         secret=True,
+    ),
+    _s(
+        "dkim.keys",
+        dkim_key_entries,
+        "",
+        "DKIM keys by sender domain, whitespace-separated: `domain:selector:/path/key.pem`, "
+        "or `domain:selector:env:VARIABLE` for a key (PEM) in that variable; a message whose "
+        "From domain has a key is signed (`emailsvc-dkim-keygen` makes one; "
+        "docs/DELIVERABILITY.md)",
     ),
     _s(
         "log_format",

@@ -28,14 +28,15 @@ def _configure_from_ini(ctx, param, value):
     path = os.path.abspath(value)
     if not os.path.exists(path):
         raise SystemExit(f"emailsvc worker: no such ini file: {path}")
+    celery_app = ctx.obj.app
     try:
         settings = from_ini(path)
+        if celery_app.assembly is None:
+            assemble(settings, celery_app=celery_app)
+            celery_app.ini_file = path
     except SettingsError as exc:
+        # A bad value, or a DKIM key that cannot be read: one line, no traceback.
         raise SystemExit(f"emailsvc worker: {path}: {exc}") from None
-    celery_app = ctx.obj.app
-    if celery_app.assembly is None:
-        assemble(settings, celery_app=celery_app)
-        celery_app.ini_file = path
     return value
 
 

@@ -246,7 +246,8 @@ class RecordingHandler:
     ``421`` (the client must end the session); messages to ``slow...`` take
     ``slow_seconds`` to accept; a message to ``hold...`` waits until ``release`` is set,
     with ``held`` set and ``held_peer`` naming the client's (host, port) meanwhile.
-    ``most_in_flight`` is the largest number of messages that were being accepted at once.
+    ``most_in_flight`` is the largest number of messages that were being accepted at once;
+    ``raw`` holds each message's bytes as received (for signatures over exact bytes).
     """
 
     slow_seconds = 0.2
@@ -254,6 +255,7 @@ class RecordingHandler:
     def __init__(self, pipelining=True):
         self.pipelining = pipelining
         self.messages = []
+        self.raw = []
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most_in_flight = 0
@@ -293,6 +295,7 @@ class RecordingHandler:
         msg = message_from_bytes(envelope.original_content, policy=policy.default)
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+            self.raw.append(envelope.original_content)
         return "250 Message accepted for delivery"
 
 
@@ -309,6 +312,12 @@ class SMTPServer:
         """``(mail_from, rcpt_tos, message)`` for every message received so far."""
         with self.handler.lock:
             return list(self.handler.messages)
+
+    @property
+    def raw_messages(self):
+        """The bytes of every message received so far, as the relay got them."""
+        with self.handler.lock:
+            return list(self.handler.raw)
 
     def start(self):
         """Start serving in a thread; return self."""

@@ -23,3 +23,17 @@ def test_a_bad_setting_stops_the_worker_with_a_message_naming_it(settings, tmp_p
     assert result.returncode != 0
     assert "emailsvc.chunk_size (EMAILSVC_CHUNK_SIZE)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_dkim_key_that_cannot_be_read_stops_the_worker_with_a_message_naming_it(
+    settings, tmp_path
+):
+    keys = {"emailsvc.dkim.keys": f"example.com:s1:{tmp_path / 'missing.pem'}"}
+    ini = write_ini(tmp_path / "bad.ini", dict(settings, **keys))
+    command = [sys.executable, "-m", "celery", "-A", "emailsvc.worker", "worker", "--ini"]
+    result = subprocess.run(
+        [*command, str(ini)], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.returncode != 0
+    assert "the key of example.com (selector s1): cannot read" in result.stderr
+    assert "Traceback" not in result.stderr

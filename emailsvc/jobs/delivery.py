@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from ..logs import bind
 from ..mail.compose import Composer, load_content
+from ..mail.dkim import signed
 from ..mail.messages import message_id
 from ..mail.templates import RenderError
 from ..mail.transports import ConnectionLost, DeliveryError
@@ -90,6 +91,8 @@ class _ChunkRun:
     def __init__(self, job_id, todo, lease, composer, result):
         self.job_id, self.lease, self.composer = job_id, lease, composer
         self.result = result
+        #: The From domain's DKIM key (``mail.dkim.SigningKey``), None when it has none.
+        self.dkim_key = None
         self.stop = threading.Event()
         #: The last ``DeliveryError`` a lost connection left, for the recipients nobody took.
         self.connection_error = None
@@ -154,6 +157,7 @@ class Deliverer:
         connections=1,
         metrics=None,
         pdf=None,
+        signer=None,
     ):
         self.store = store
         #: Counts outcomes recorded here (``emailsvc.metrics.Metrics``); None counts nothing.
@@ -166,6 +170,8 @@ class Deliverer:
         self.connections = connections
         #: The PDF renderer (``mail.pdf``), None without the pdf extra.
         self.pdf = pdf
+        #: The DKIM keys of the sender domains (``mail.dkim.DKIMSigner``); None signs nothing.
+        self.signer = signer
 
     def composer(self, job, date):
         """The ``Composer`` of a job's messages, with its stored content decoded once."""
@@ -217,6 +223,9 @@ class Deliverer:
                 result.failed += 1
             return result
         run = _ChunkRun(job_id, todo, lease, composer, result)
+        if self.signer is not None:
+            # One look-up per chunk: every message of a job has the same From domain.
+            run.dkim_key = self.signer.key_for(composer.sender.domain)
         connections = min(self.connections, len(todo))
         if composer.pdf_attachments:
             # PDFs are rendered per recipient by WeasyPrint (Pango, fontconfig), which is
@@ -294,7 +303,7 @@ class Deliverer:
                     index, recipient = item
                     msgid = message_id(run.job_id, index, run.composer.sender.domain)
                     try:
-                        self._send_one(session, run.composer, recipient, msgid, before_data)
+                        self._send_one(session, run, recipient, msgid, before_data)
                     except ConnectionLost as exc:
                         run.lost_connection(exc, (index, recipient))
                         return
@@ -315,9 +324,11 @@ class Deliverer:
             # The session could not be opened (or closed): others may go on without it.
             run.lost_connection(exc)
 
-    def _send_one(self, session, composer, recipient, msgid, before_data=None):
+    def _send_one(self, session, run, recipient, msgid, before_data=None):
+        composer = run.composer
         try:
-            msg = composer.message(recipient, msgid)
+            # Signed last, on the bytes the relay receives (a SigningError is a ValueError).
+            msg = signed(run.dkim_key, composer.message(recipient, msgid))
         except RenderError as exc:
             raise DeliveryError(None, str(exc), permanent=True) from exc
         except (ValueError, TypeError, KeyError) as exc:
