@@ -90,6 +90,7 @@ setup(
             "emailsvc-spore = emailsvc.cli.spore:main",
             "emailsvc-client = emailsvc.cli.client:main",
             "emailsvc-keygen = emailsvc.cli.keygen:main",
+            "emailsvc-dkim-keygen = emailsvc.cli.dkim_keygen:main",
         ],
     },
 )

@@ -4,6 +4,7 @@
 import base64
 import os
 import re
+import stat
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import webtest
 
 from emailsvc import main
 from emailsvc.assembly import assemble
+from emailsvc.cli.dkim_keygen import main as dkim_keygen
 from emailsvc.jobs.records import new_id
 from emailsvc.mail.compose import dump_content
 from emailsvc.mail.dkim import (
@@ -190,6 +192,36 @@ def test_only_messages_from_a_domain_with_a_key_are_signed(
     [entry] = dkim_key_entries(settings["emailsvc.dkim.keys"])
     assert signature_tags(signed)["d"] == "shop.example"
     assert dkim.verify(signed, dnsfunc=records(load_key(entry)))
+
+
+def test_the_keygen_writes_a_private_key_and_prints_a_record_that_verifies(tmp_path, capsys):
+    path = tmp_path / "example.com.pem"
+    assert dkim_keygen(["example.com", "s1", "-o", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    [line] = out.splitlines()
+    name, strings = line.split(" IN TXT ")
+    assert name == "s1._domainkey.example.com"
+    value = "".join(re.findall(r'"([^"]*)"', strings))
+    assert value.startswith("v=DKIM1; k=rsa; p=")
+    # The entry to configure is printed too, and the key it names signs what verifies.
+    [entry] = dkim_key_entries(err.split()[-1])
+    signer = DKIMSigner.from_entries([entry])
+    message = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+    signed = signer.key_for("example.com").sign(message)
+    assert dkim.verify(signed, dnsfunc=records((name, value)))
+    # An existing key is never overwritten.
+    assert dkim_keygen(["example.com", "s1", "-o", str(path)]) == 1
+    assert "not overwritten" in capsys.readouterr().err
+
+
+def test_the_keygen_makes_ed25519_keys_on_request(tmp_path, capsys):
+    path = tmp_path / "ed.pem"
+    assert dkim_keygen(["--ed25519", "example.com", "s2", "-o", str(path)]) == 0
+    value = re.search(r'"(.*)"', capsys.readouterr().out).group(1)
+    assert value.startswith("v=DKIM1; k=ed25519; p=")
+    assert parse_private_key(path.read_bytes()).algorithm == b"ed25519-sha256"
 
 
 def test_a_key_can_come_from_an_environment_variable(monkeypatch):
