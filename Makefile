@@ -66,7 +66,7 @@ $(TEST_STAMP): setup.py | $(BIN)/python
 COURSE_VENV = bench/.venv-course
 COURSE_STAMP = $(COURSE_VENV)/.installed
 
-.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4 bench-p5
+.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4 bench-p5 bench-dkim
 
 ## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
 bench-install: $(TEST_STAMP) $(COURSE_STAMP)
@@ -96,6 +96,10 @@ bench-p4: bench-install
 ## bench-p5: P5, Redis bytes per queued recipient, and a worker's memory over 1,000,000 recipients
 bench-p5: bench-install
 	$(BIN)/python -m bench.run p5
+
+## bench-dkim: the cost per message of DKIM signing, rsa-2048 and ed25519 (one process, no network)
+bench-dkim: $(TEST_STAMP)
+	$(BIN)/python -m bench.dkim
 
 ## clean: remove the virtualenv, var/ and every cache
 clean:
