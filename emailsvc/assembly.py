@@ -104,9 +104,16 @@ def dkim_signer(settings):
     start rather than send unsigned mail that receivers would hold against the domain.
     """
     try:
-        return DKIMSigner.from_entries(settings["emailsvc.dkim.keys"])
+        signer = DKIMSigner.from_entries(settings["emailsvc.dkim.keys"])
     except DKIMKeyError as exc:
         raise SettingsError(str(exc)) from None
+    sender = settings["emailsvc.sender"]
+    if signer.key_for(sender.rpartition("@")[2]) and not sender.isascii():
+        # A signed message is sent as bytes, and bytes go with an ASCII envelope only.
+        raise SettingsError(
+            "emailsvc.sender (EMAILSVC_SENDER) must be an ASCII address to be signed with DKIM"
+        )
+    return signer
 
 
 def assemble(settings, celery_app=None):

@@ -313,3 +313,12 @@ def test_the_heartbeat_reports_a_key_file_that_can_no_longer_be_read(settings, t
 
 def test_without_keys_the_heartbeat_has_no_dkim_check(app):
     assert "dkim" not in app.get("/__heartbeat__", expect_errors=True).json["checks"]
+
+
+def test_a_sender_that_cannot_be_sent_as_bytes_is_refused_when_its_domain_signs(
+    settings, tmp_path
+):
+    settings["emailsvc.dkim.keys"] = f"example.com:s1:{key_file(tmp_path)}"
+    settings["emailsvc.sender"] = "équipe@example.com"
+    with pytest.raises(SettingsError, match="emailsvc.sender .* ASCII"):
+        assemble(load(settings, environ={}))
