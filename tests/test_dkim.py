@@ -27,6 +27,7 @@ from emailsvc.mail.dkim import (
     parse_private_key,
 )
 from emailsvc.settings import SettingsError, dkim_key_entries, load
+from tests.harness import app_service, wait_for
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256))).decode()
 PDF = base64.b64encode(b"%PDF-1.4\n" + os.urandom(3000)).decode()
@@ -322,3 +323,15 @@ def test_a_sender_that_cannot_be_sent_as_bytes_is_refused_when_its_domain_signs(
     settings["emailsvc.sender"] = "équipe@example.com"
     with pytest.raises(SettingsError, match="emailsvc.sender .* ASCII"):
         assemble(load(settings, environ={}))
+
+
+def test_a_job_posted_to_the_service_arrives_signed_from_a_real_worker(
+    settings, signing, start_worker, smtp_server
+):
+    start_worker()
+    body = {"recipients": ["ana@example.org"], "subject": "Réunion", "content": "À lundi."}
+    with app_service(settings) as app:
+        app.post_json("/email", body, status=202)
+        assert wait_for(lambda: smtp_server.raw_messages, 30)
+    [raw] = smtp_server.raw_messages
+    assert dkim.verify(raw, dnsfunc=records(signing))
