@@ -15,7 +15,6 @@ are what is sent.
 
 import base64
 import binascii
-import logging
 import os
 from dataclasses import dataclass
 from email.generator import BytesGenerator
@@ -26,8 +25,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from ..checks import CheckFailed
-
-log = logging.getLogger(__name__)
 
 #: The headers a signature covers when the message has them, in this order (``h=``).
 SIGNED_HEADERS = (
