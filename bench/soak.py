@@ -155,7 +155,7 @@ class Soak:
 
     def start_redis(self):
         command = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1"]
-        command += ["--dir", self.folder, "--appendonly", "yes", "--appendfsync", "everysec"]
+        command += ["--dir", self.folder, "--appendonly", "yes", "--appendfsync", "always"]
         command += ["--save", "", "--maxmemory-policy", "noeviction"]
         self.processes["redis"] = start(command, self.logs)
         wait_redis(self.redis_port)

@@ -164,7 +164,7 @@ class RedisSentinelGroup:
         folder = self.directory / role
         folder.mkdir(exist_ok=True)
         command = ["redis-server", "--port", str(self.ports[role]), "--bind", "127.0.0.1"]
-        command += ["--dir", str(folder), "--appendonly", "yes", "--appendfsync", "everysec"]
+        command += ["--dir", str(folder), "--appendonly", "yes", "--appendfsync", "always"]
         command += ["--save", "", "--maxmemory-policy", "noeviction"]
         # The replica's first full copy starts at once rather than after 5 s.
         command += ["--repl-diskless-sync-delay", "0", *options]

@@ -35,7 +35,7 @@ def test_web_and_worker_run_the_documented_commands_from_one_image():
 def test_redis_keeps_the_queue_across_restarts_and_never_evicts_it():
     redis = compose()["services"]["redis"]
     command = " ".join(redis["command"])
-    for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"):
+    for flag in ("--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction"):
         assert flag in command
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
@@ -144,5 +144,5 @@ def test_the_sentinel_overlay_gives_redis_a_replica_and_three_sentinels_to_fail_
     # The replica keeps the queue as the primary does, so that promoting it loses nothing.
     replica = " ".join(services["redis-replica"]["command"])
     assert replica.endswith("--replicaof redis 6379")
-    for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"):
+    for flag in ("--appendonly yes", "--appendfsync always", "--maxmemory-policy noeviction"):
         assert flag in replica
