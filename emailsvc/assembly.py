@@ -19,6 +19,7 @@ from .api.limits import RateLimiter
 from .jobs.delivery import Deliverer
 from .jobs.dispatch import Revoker
 from .jobs.records import JobStore
+from .jobs.suppressions import SuppressionStore
 from .jobs.tasks import configure_celery, new_celery_app
 from .jobs.watchdog import PeriodicStep
 from .logs import use_format
@@ -40,6 +41,8 @@ class Assembly:
     settings: Settings
     redis: redis.Redis
     jobs: JobStore
+    #: The clients' suppression lists.
+    suppressions: SuppressionStore
     templates: Templates
     transport: object
     sender: Address
@@ -143,6 +146,7 @@ def assemble(settings, celery_app=None):
         settings=settings,
         redis=client,
         jobs=jobs,
+        suppressions=SuppressionStore(client, prefix),
         templates=templates,
         transport=transport,
         sender=sender,

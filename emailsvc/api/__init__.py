@@ -33,6 +33,7 @@ def includeme(config):
     # Before .email_service: the route of /email/{task_id} would take /email/render.
     config.include(".render_service")
     config.include(".email_service")
+    config.include(".suppression_service")
     config.include(".spore")
     config.include(".openapi")
     # Pages for people: the index at / and Swagger UI at /docs.

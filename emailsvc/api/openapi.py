@@ -128,6 +128,7 @@ class EmailsvcSwagger(CorniceSwagger):
         colander.Mapping: ObjectConverter,
         schemas.Recipient: RecipientConverter,
         schemas.Sender: SenderConverter,
+        schemas.EmailAddress: SenderConverter,
         schemas.Headers: HeadersConverter,
     }
     summary_docstrings = True

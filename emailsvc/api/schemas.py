@@ -11,6 +11,7 @@ import re
 import colander
 from email_validator import EmailNotValidError
 
+from ..jobs.suppressions import REASONS as SUPPRESSION_REASONS
 from ..mail.templates import RESERVED_VARIABLES
 from .addresses import ascii_address
 
@@ -689,3 +690,92 @@ class Error(colander.MappingSchema):
 class Unavailable(colander.MappingSchema):
     body = ErrorResponse()
     headers = RetryAfterHeader()
+
+
+# --- the suppression list ---
+
+MAX_SUPPRESSION_PAGE = 500
+
+
+class EmailAddress(colander.SchemaType):
+    """One email address, checked as a recipient's is; deserializes to its ASCII form."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return cstruct
+        return checked_address(node, cstruct)
+
+    def serialize(self, node, appstruct):
+        return appstruct
+
+
+class SuppressionPath(colander.MappingSchema):
+    email = colander.SchemaNode(
+        EmailAddress(),
+        description="The address (compared case-insensitively: the list keeps it in lower case)",
+    )
+
+
+class SuppressionRequest(colander.MappingSchema):
+    path = SuppressionPath()
+
+
+class SuppressionQuery(colander.MappingSchema):
+    reason = colander.SchemaNode(
+        StrictString(),
+        missing=colander.drop,
+        validator=colander.OneOf(SUPPRESSION_REASONS),
+        description="Only the entries of this reason",
+    )
+    cursor = colander.SchemaNode(
+        StrictString(),
+        missing=colander.drop,
+        validator=colander.All(colander.Length(max=400), single_line),
+        description="The cursor of the previous page; the list goes on after it",
+    )
+    limit = colander.SchemaNode(
+        colander.Int(),
+        missing=50,
+        validator=colander.Range(min=1, max=MAX_SUPPRESSION_PAGE),
+        description=f"Entries per page, 1 to {MAX_SUPPRESSION_PAGE} (default 50)",
+    )
+
+
+class SuppressionListRequest(colander.MappingSchema):
+    querystring = SuppressionQuery()
+
+
+class SuppressionResponse(colander.MappingSchema):
+    """One suppressed address: why, since when, and the job that caused it (if one did)."""
+
+    email = colander.SchemaNode(colander.String())
+    reason = colander.SchemaNode(colander.String(), validator=colander.OneOf(SUPPRESSION_REASONS))
+    created_at = colander.SchemaNode(colander.String())
+    job_id = colander.SchemaNode(colander.String(), missing=None)
+
+
+class SuppressionEntries(colander.SequenceSchema):
+    suppression = SuppressionResponse()
+
+
+class SuppressionPageResponse(colander.MappingSchema):
+    """A page of the client's suppression list, in address order."""
+
+    suppressions = SuppressionEntries()
+    cursor = colander.SchemaNode(
+        colander.String(),
+        missing=None,
+        description="Pass it as ?cursor= for the next page; null on the last page",
+    )
+
+
+class SuppressionDocument(colander.MappingSchema):
+    body = SuppressionResponse()
+
+
+class SuppressionPage(colander.MappingSchema):
+    body = SuppressionPageResponse()
+
+
+class NoContent(colander.MappingSchema):
+    pass

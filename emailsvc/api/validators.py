@@ -115,3 +115,9 @@ def validate(request, schema, cstruct):
             request.errors.add(location, field, message)
     else:
         request.validated.update(deserialized)
+
+
+def path_and_query_validator(request, schema=None, **kwargs):
+    """Validate the path's placeholders and the query string with the service's schema."""
+    cstruct = {"path": dict(request.matchdict or {}), "querystring": dict(request.GET)}
+    validate(request, bound_schema(request.registry, schema), cstruct)
