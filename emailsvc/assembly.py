@@ -135,6 +135,7 @@ def assemble(settings, celery_app=None):
         settings["emailsvc.job_ttl_seconds"],
         settings["emailsvc.watchdog.stall_seconds"],
     )
+    suppressions = SuppressionStore(client, prefix)
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
@@ -146,7 +147,7 @@ def assemble(settings, celery_app=None):
         settings=settings,
         redis=client,
         jobs=jobs,
-        suppressions=SuppressionStore(client, prefix),
+        suppressions=suppressions,
         templates=templates,
         transport=transport,
         sender=sender,
@@ -162,6 +163,7 @@ def assemble(settings, celery_app=None):
             metrics=metrics,
             pdf=pdf,
             signer=signer,
+            suppressions=suppressions,
         ),
         pdf=pdf,
         dkim=signer,

@@ -108,3 +108,73 @@ def test_the_endpoints_need_a_key(app, redis_client, redis_prefix):
     call(app, "put", "/suppressions/ana@example.org", 401, key=None)
     call(app, "get", "/suppressions", 401, key="wrong")
     assert list(redis_client.scan_iter(match=redis_prefix + "supp:*")) == []
+
+
+def post_job(app, body, status=202, key=SHOP_KEY):
+    headers = {"Authorization": f"Bearer {key}"}
+    return app.post_json("/email", body, headers=headers, status=status)
+
+
+def status_of(app, job_id, key=SHOP_KEY):
+    return call(app, "get", f"/email/{job_id}", 200, key=key).json
+
+
+def test_a_job_records_its_suppressed_recipients_failed_when_accepted(app):
+    call(app, "put", "/suppressions/bo@example.org", 201)
+    body = {"recipients": ["ana@example.org", "Bo@EXAMPLE.org"], "subject": "S", "content": "C"}
+    accepted = post_job(app, body).json
+    assert (accepted["status"], accepted["total"], accepted["suppressed"]) == ("queued", 2, 1)
+    doc = status_of(app, accepted["id"])
+    assert (doc["sent"], doc["failed"], doc["suppressed"], doc["pending"]) == (0, 1, 1, 1)
+    assert doc["errors"] == [
+        {"recipient": "Bo@example.org", "code": None, "message": "suppressed: manual"}
+    ]
+    # Another client's list does not apply to this one's jobs.
+    other = post_job(app, body, key=CRM_KEY).json
+    assert other["suppressed"] == 0
+
+
+def test_a_job_of_suppressed_recipients_only_ends_failed_at_once(app, redis_client, redis_prefix):
+    call(app, "put", "/suppressions/bo@example.org", 201)
+    accepted = post_job(app, {"recipients": ["bo@example.org"], "subject": "S", "content": "C"})
+    assert accepted.json["status"] == "failed"
+    doc = status_of(app, accepted.json["id"])
+    assert (doc["status"], doc["failed"], doc["suppressed"]) == ("failed", 1, 1)
+    assert doc["finished_at"] is not None
+    # Nothing is left for a worker or the watchdog.
+    job_id = accepted.json["id"]
+    assert not redis_client.exists(f"{redis_prefix}job:{job_id}:chunks")
+    assert redis_client.zscore(f"{redis_prefix}jobs:watch", job_id) is None
+
+
+def test_a_job_may_ignore_manual_suppressions_only(app):
+    call(app, "put", "/suppressions/bo@example.org", 201)
+    app.app.registry.emailsvc.suppressions.add("shop", "un@example.org", "unsubscribed")
+    body = {
+        "recipients": ["bo@example.org", "un@example.org"],
+        "subject": "S",
+        "content": "C",
+        "ignore_suppressions": ["manual"],
+    }
+    accepted = post_job(app, body).json
+    assert accepted["suppressed"] == 1
+    [error] = status_of(app, accepted["id"])["errors"]
+    assert error["message"] == "suppressed: unsubscribed"
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"ignore_suppressions": ["unsubscribed"]}, "ignore_suppressions.0"),
+        ({"ignore_suppressions": ["complained"]}, "ignore_suppressions.0"),
+        ({"ignore_suppressions": "manual"}, "ignore_suppressions"),
+        ({"ignore_suppressions": [1]}, "ignore_suppressions.0"),
+        ({"stream": "marketing"}, "stream"),
+        ({"stream": ""}, "stream"),
+    ],
+)
+def test_bad_stream_or_ignored_reasons_get_400(app, change, field, redis_client, redis_prefix):
+    body = dict({"recipients": ["ana@example.org"], "subject": "S", "content": "C"}, **change)
+    errors = post_job(app, body, status=400).json["errors"]
+    assert [e["name"] for e in errors] == [field]
+    assert list(redis_client.scan_iter(match=redis_prefix + "job:*")) == []

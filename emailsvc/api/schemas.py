@@ -11,6 +11,7 @@ import re
 import colander
 from email_validator import EmailNotValidError
 
+from ..jobs.suppressions import IGNORABLE
 from ..jobs.suppressions import REASONS as SUPPRESSION_REASONS
 from ..mail.templates import RESERVED_VARIABLES
 from .addresses import ascii_address
@@ -483,6 +484,18 @@ def _check_job(node, job, kw):
         )
 
 
+STREAMS = ("transactional", "broadcast")
+
+
+class IgnoredReasons(colander.SequenceSchema):
+    reason = colander.SchemaNode(
+        StrictString(),
+        validator=colander.OneOf(
+            sorted(IGNORABLE), msg_err="Only manual suppressions may be ignored"
+        ),
+    )
+
+
 class SendEmailBody(colander.MappingSchema):
     """The JSON body of ``POST /email``."""
 
@@ -539,6 +552,19 @@ class SendEmailBody(colander.MappingSchema):
         validator=colander.Length(max=MAX_PDF_ATTACHMENTS),
         description='PDFs rendered per recipient from an HTML template, {"template", "filename"}',
     )
+    stream = colander.SchemaNode(
+        # An empty stream is refused, not taken for a missing one.
+        StrictString(allow_empty=True),
+        missing="transactional",
+        validator=colander.OneOf(STREAMS),
+        description="transactional (default) or broadcast: broadcast messages carry "
+        "one-click unsubscribe headers (RFC 8058) and Precedence: bulk",
+    )
+    ignore_suppressions = IgnoredReasons(
+        missing=colander.drop,
+        description='["manual"] sends to addresses this client suppressed by hand; '
+        "unsubscribes, bounces and complaints are never ignored",
+    )
 
     @staticmethod
     def schema_type():
@@ -592,6 +618,9 @@ class AcceptedResponse(colander.MappingSchema):
     id = colander.SchemaNode(colander.String())
     status = colander.SchemaNode(colander.String())
     total = colander.SchemaNode(colander.Int())
+    suppressed = colander.SchemaNode(
+        colander.Int(), description="Recipients not to be sent to: their addresses are suppressed"
+    )
     status_url = colander.SchemaNode(colander.String())
 
 
@@ -626,6 +655,9 @@ class EmailStatusResponse(colander.MappingSchema):
     sent = colander.SchemaNode(colander.Int())
     failed = colander.SchemaNode(colander.Int())
     pending = colander.SchemaNode(colander.Int())
+    suppressed = colander.SchemaNode(
+        colander.Int(), description="Failed recipients that were suppressed (a part of failed)"
+    )
     created_at = colander.SchemaNode(colander.String())
     updated_at = colander.SchemaNode(colander.String())
     finished_at = colander.SchemaNode(colander.String(), missing=None)

@@ -158,8 +158,11 @@ class Deliverer:
         metrics=None,
         pdf=None,
         signer=None,
+        suppressions=None,
     ):
         self.store = store
+        #: The suppression lists (``jobs.suppressions.SuppressionStore``); None checks none.
+        self.suppressions = suppressions
         #: Counts outcomes recorded here (``emailsvc.metrics.Metrics``); None counts nothing.
         self.metrics = metrics if metrics is not None else _NoMetrics()
         self.templates = templates
@@ -206,6 +209,8 @@ class Deliverer:
 
     def _deliver(self, job_id, offset, job, todo, lease):
         result = ChunkResult()
+        if self.suppressions is not None and todo:
+            todo = self._unsuppressed(job_id, job, todo, result)
         if not todo:
             return result
         started = time.monotonic()
@@ -264,6 +269,26 @@ class Deliverer:
             time.monotonic() - started,
         )
         return result
+
+    def _unsuppressed(self, job_id, job, todo, result):
+        """The chunk's recipients less those suppressed since the job was accepted.
+
+        One Redis read for the whole chunk; each suppressed recipient is recorded failed
+        (and suppressed), once, and not sent to.
+        """
+        reasons = self.suppressions.reasons(job.get("client", ""), [r["email"] for _, r in todo])
+        ignored = set((job.get("ignore_suppressions") or "").split())
+        left = []
+        for (index, recipient), reason in zip(todo, reasons, strict=True):
+            if reason is None or reason in ignored:
+                left.append((index, recipient))
+                continue
+            if self.store.record_suppressed(job_id, index, recipient["email"], reason) == 1:
+                self.metrics.message_failed(None)
+            result.failed += 1
+        if len(left) < len(todo):
+            log.info("job %s: %d suppressed recipients not sent to", job_id, len(todo) - len(left))
+        return left
 
     def _send_over_one_connection(self, run):
         """Send the chunk's next recipients over one session until none is left."""
