@@ -28,6 +28,7 @@ from .mail.messages import sender_address
 from .mail.pdf import pdf_renderer
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
+from .mail.unsubscribe import UnsubscribeTokens
 from .metrics import Metrics
 from .settings import Settings, SettingsError, load
 
@@ -43,6 +44,8 @@ class Assembly:
     jobs: JobStore
     #: The clients' suppression lists.
     suppressions: SuppressionStore
+    #: Mints and reads the tokens of broadcast messages' unsubscribe links.
+    unsubscribe: UnsubscribeTokens
     templates: Templates
     transport: object
     sender: Address
@@ -136,6 +139,9 @@ def assemble(settings, celery_app=None):
         settings["emailsvc.watchdog.stall_seconds"],
     )
     suppressions = SuppressionStore(client, prefix)
+    secret = settings["emailsvc.unsubscribe.secret"]
+    # Asked on first use: a process starts without Redis, as before.
+    tokens = UnsubscribeTokens(lambda: secret or suppressions.generated_secret())
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
@@ -148,6 +154,7 @@ def assemble(settings, celery_app=None):
         redis=client,
         jobs=jobs,
         suppressions=suppressions,
+        unsubscribe=tokens,
         templates=templates,
         transport=transport,
         sender=sender,
@@ -164,6 +171,8 @@ def assemble(settings, celery_app=None):
             pdf=pdf,
             signer=signer,
             suppressions=suppressions,
+            unsubscribe_tokens=tokens,
+            unsubscribe_mailbox=settings["emailsvc.unsubscribe.mailbox"],
         ),
         pdf=pdf,
         dkim=signer,

@@ -23,6 +23,7 @@ from ..mail.dkim import signed
 from ..mail.messages import message_id
 from ..mail.templates import RenderError
 from ..mail.transports import ConnectionLost, DeliveryError
+from ..mail.unsubscribe import PREVIEW_JOB, UnsubscribeLinks
 from .records import FINAL_STATUSES
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,16 @@ class Deliverer:
         pdf=None,
         signer=None,
         suppressions=None,
+        unsubscribe_tokens=None,
+        unsubscribe_mailbox="",
     ):
         self.store = store
         #: The suppression lists (``jobs.suppressions.SuppressionStore``); None checks none.
         self.suppressions = suppressions
+        #: Mints broadcast messages' unsubscribe tokens (``mail.unsubscribe``); None: no links.
+        self.unsubscribe_tokens = unsubscribe_tokens
+        #: The mailbox List-Unsubscribe also offers (``emailsvc.unsubscribe.mailbox``).
+        self.unsubscribe_mailbox = unsubscribe_mailbox
         #: Counts outcomes recorded here (``emailsvc.metrics.Metrics``); None counts nothing.
         self.metrics = metrics if metrics is not None else _NoMetrics()
         self.templates = templates
@@ -176,10 +183,20 @@ class Deliverer:
         #: The DKIM keys of the sender domains (``mail.dkim.DKIMSigner``); None signs nothing.
         self.signer = signer
 
-    def composer(self, job, date):
+    def composer(self, job, date, job_id=PREVIEW_JOB):
         """The ``Composer`` of a job's messages, with its stored content decoded once."""
         content = load_content(job.get("stored_content"))
-        return Composer(self.templates, job, content, self._sender(job), date, self.pdf)
+        links = None
+        if job.get("stream") == "broadcast" and self.unsubscribe_tokens is not None:
+            links = UnsubscribeLinks(
+                self.unsubscribe_tokens,
+                job.get("client", ""),
+                job_id,
+                job.get("unsubscribe_base", ""),
+                self.unsubscribe_mailbox,
+            )
+        sender = self._sender(job)
+        return Composer(self.templates, job, content, sender, date, self.pdf, links)
 
     def deliver_chunk(self, job_id, offset, count):
         """Deliver the recipients ``offset .. offset+count-1`` that have no outcome yet.
@@ -217,7 +234,7 @@ class Deliverer:
         date = datetime.now(UTC)
         try:
             # Once per chunk: the job's content read and decoded, its attachments built.
-            composer = self.composer(job, date)
+            composer = self.composer(job, date, job_id)
         except (ValueError, TypeError, KeyError) as exc:
             log.exception("job %s: its stored content cannot be read", job_id)
             error = DeliveryError(None, f"message could not be built: {exc}", permanent=True)

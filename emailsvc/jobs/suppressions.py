@@ -5,6 +5,8 @@ Layout, under the configured prefix P (no TTL: a suppression outlives the jobs):
 - ``P supp:<client>:all``      sorted set, every score 0: the addresses, in byte order
                                (``ZRANGEBYLEX`` pages through them)
 - ``P supp:<client>:<reason>`` the same, for one reason
+- ``P unsubscribe:secret``     string: the unsubscribe tokens' secret generated for
+                               development when ``emailsvc.unsubscribe.secret`` is empty
 
 Addresses are keys as the API's address check writes them (the domain in lower-case
 ASCII), then lower-cased whole: ``Ana@Example.org`` and ``ana@example.org`` are one entry.
@@ -16,10 +18,14 @@ first recorded. Only ``manual`` and ``bounced`` entries may be removed through t
 unsubscribe or a complaint is the recipient's word (``remove`` says ``kept``).
 """
 
+import logging
+import secrets
 import time
 from typing import NamedTuple
 
 from .records import now_iso
+
+log = logging.getLogger(__name__)
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual")
 # What a client may remove, and what a job may ask to send to anyway (ignore_suppressions).
@@ -155,3 +161,19 @@ class SuppressionStore:
             if value is not None
         ]
         return entries, (emails[-1] if more else None)
+
+    def generated_secret(self):
+        """The unsubscribe tokens' secret of a deployment that configured none.
+
+        Made once and kept in Redis, so that every web and worker process on this Redis
+        reads and mints the same tokens: right for development, where tokens may be
+        forgotten with Redis; production sets ``EMAILSVC_UNSUBSCRIBE_SECRET``.
+        """
+        key = f"{self.prefix}unsubscribe:secret"
+        if self.redis.set(key, secrets.token_urlsafe(32), nx=True):
+            log.warning(
+                "emailsvc.unsubscribe.secret is empty: a generated secret is kept in Redis "
+                "(%s); set EMAILSVC_UNSUBSCRIBE_SECRET in production",
+                key,
+            )
+        return self.redis.get(key)
