@@ -34,6 +34,7 @@ def includeme(config):
     config.include(".render_service")
     config.include(".email_service")
     config.include(".suppression_service")
+    config.include(".unsubscribe_service")
     config.include(".spore")
     config.include(".openapi")
     # Pages for people: the index at / and Swagger UI at /docs.

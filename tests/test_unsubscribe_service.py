@@ -1,0 +1,97 @@
+"""GET and POST /unsubscribe/{token} through the real app and a real Redis (no worker)."""
+
+import pytest
+
+from emailsvc.mail.unsubscribe import PREVIEW_JOB
+
+JOB_ID = "0123456789abcdef0123456789abcdef"
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+@pytest.fixture
+def token(app):
+    return app.app.registry.emailsvc.unsubscribe.mint("anonymous", "Ana@example.org", JOB_ID)
+
+
+def suppression(app, client="anonymous", address="ana@example.org"):
+    return app.app.registry.emailsvc.suppressions.get(client, address)
+
+
+def test_a_one_click_post_suppresses_the_address_at_once(app, token):
+    response = app.post(f"/unsubscribe/{token}", ONE_CLICK, status=200)
+    assert response.content_type == "text/html"
+    assert "Set-Cookie" not in response.headers and "Location" not in response.headers
+    assert "You are unsubscribed" in response.text and "a***@example.org" in response.text
+    entry = suppression(app)
+    assert (entry.reason, entry.job_id) == ("unsubscribed", JOB_ID)
+    # The list says so through the API too; posting again changes nothing.
+    assert app.get("/suppressions/ana@example.org").json["reason"] == "unsubscribed"
+    app.post(f"/unsubscribe/{token}", ONE_CLICK, status=200)
+    assert suppression(app) == entry
+
+
+def test_the_page_and_multipart_bodies_unsubscribe_too(app, token):
+    app.post(f"/unsubscribe/{token}", upload_files=[], params=ONE_CLICK, status=200)
+    assert suppression(app).reason == "unsubscribed"
+
+
+def test_a_get_shows_a_confirm_button_and_suppresses_nothing(app, token):
+    response = app.get(f"/unsubscribe/{token}", status=200)
+    form = response.forms[0]
+    assert form.method.lower() == "post" and form.action == ""
+    assert form["List-Unsubscribe"].value == "One-Click"
+    assert "Ana@example.org" not in response.text and "a***@example.org" in response.text
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert "form-action 'self'" in response.headers["Content-Security-Policy"]
+    assert "Set-Cookie" not in response.headers
+    assert suppression(app) is None
+    # The button posts the one-click body to the same URL.
+    form.submit(status=200)
+    assert suppression(app).reason == "unsubscribed"
+
+
+def test_forged_or_altered_tokens_get_404_and_suppress_nothing(
+    app, token, redis_client, redis_prefix
+):
+    tokens = app.app.registry.emailsvc.unsubscribe
+    altered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    preview = tokens.mint("anonymous", "ana@example.org", PREVIEW_JOB)
+    for bad in (altered, token[:-4], token + "x", "x" * 40, "%00", preview):
+        for method in ("get", "post"):
+            response = getattr(app, method)(f"/unsubscribe/{bad}", status=404)
+            assert response.json["status"] == "error"
+        app.post(f"/unsubscribe/{bad}", ONE_CLICK, status=404)
+    assert (
+        list(redis_client.scan_iter(match=app.app.registry.emailsvc.jobs.prefix + "supp:*")) == []
+    )
+
+
+def test_a_post_without_the_one_click_body_suppresses_nothing(app, token):
+    for body in ({}, {"List-Unsubscribe": "yes"}):
+        app.post(f"/unsubscribe/{token}", body, status=400)
+    app.post_json(f"/unsubscribe/{token}", ONE_CLICK, status=400)
+    assert suppression(app) is None
+
+
+def test_no_api_key_is_asked(settings):
+    import webtest
+
+    from emailsvc import main
+    from emailsvc.api.auth import hash_key
+
+    keyed = dict(settings, **{
+        "emailsvc.require_api_key": "true",
+        "emailsvc.api_keys": f"shop:{hash_key('shop-key-0123456789')}",
+    })  # fmt: skip
+    wsgi = main({}, **keyed)
+    try:
+        app = webtest.TestApp(wsgi)
+        shop_token = wsgi.registry.emailsvc.unsubscribe.mint("shop", "bo@example.org", JOB_ID)
+        app.get(f"/unsubscribe/{shop_token}", status=200)
+        app.post(f"/unsubscribe/{shop_token}", ONE_CLICK, status=200)
+        entry = wsgi.registry.emailsvc.suppressions.get("shop", "bo@example.org")
+        assert entry.reason == "unsubscribed"
+        # The other client ("anonymous") has no such entry.
+        assert wsgi.registry.emailsvc.suppressions.get("anonymous", "bo@example.org") is None
+    finally:
+        wsgi.registry.emailsvc.close()
