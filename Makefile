@@ -66,7 +66,7 @@ $(TEST_STAMP): setup.py | $(BIN)/python
 COURSE_VENV = bench/.venv-course
 COURSE_STAMP = $(COURSE_VENV)/.installed
 
-.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4 bench-p5 bench-dkim
+.PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4 bench-p5 bench-dkim bench-suppressions
 
 ## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
 bench-install: $(TEST_STAMP) $(COURSE_STAMP)
@@ -100,6 +100,10 @@ bench-p5: bench-install
 ## bench-dkim: the cost per message of DKIM signing, rsa-2048 and ed25519 (one process, no network)
 bench-dkim: $(TEST_STAMP)
 	$(BIN)/python -m bench.dkim
+
+## bench-suppressions: a chunk's suppression check (one HMGET) and a broadcast message's unsubscribe link
+bench-suppressions: $(TEST_STAMP)
+	$(BIN)/python -m bench.suppressions
 
 ## clean: remove the virtualenv, var/ and every cache
 clean:
