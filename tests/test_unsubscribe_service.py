@@ -1,5 +1,7 @@
 """GET and POST /unsubscribe/{token} through the real app and a real Redis (no worker)."""
 
+import re
+
 import pytest
 
 from emailsvc.mail.unsubscribe import PREVIEW_JOB
@@ -95,3 +97,18 @@ def test_no_api_key_is_asked(settings):
         assert wsgi.registry.emailsvc.suppressions.get("anonymous", "bo@example.org") is None
     finally:
         wsgi.registry.emailsvc.close()
+
+
+def test_a_rendered_broadcast_shows_the_headers_but_its_link_unsubscribes_nobody(app):
+    body = {
+        "recipients": ["ana@example.org"],
+        "subject": "News",
+        "content": "Hi",
+        "stream": "broadcast",
+    }
+    mime = app.post_json("/email/render", body, status=200).json["mime"]
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in mime
+    assert "Precedence: bulk" in mime
+    [path] = re.findall(r"<http://localhost(/unsubscribe/[^>]+)>", mime)
+    app.post(path, ONE_CLICK, status=404)
+    assert suppression(app) is None
