@@ -112,3 +112,44 @@ def test_a_rendered_broadcast_shows_the_headers_but_its_link_unsubscribes_nobody
     [path] = re.findall(r"<http://localhost(/unsubscribe/[^>]+)>", mime)
     app.post(path, ONE_CLICK, status=404)
     assert suppression(app) is None
+
+
+def test_processes_on_one_redis_share_the_secret_the_development_default_generates(
+    settings, caplog
+):
+
+    from emailsvc import main
+
+    with caplog.at_level("WARNING", logger="emailsvc"):
+        first, second = main({}, **settings), main({}, **settings)
+    assert "emailsvc.unsubscribe.secret is empty" in caplog.text
+    try:
+        token = first.registry.emailsvc.unsubscribe.mint("acme", "ana@example.org", JOB_ID)
+        assert second.registry.emailsvc.unsubscribe.read(token) == (
+            "acme",
+            "ana@example.org",
+            JOB_ID,
+        )
+    finally:
+        first.registry.emailsvc.close()
+        second.registry.emailsvc.close()
+
+
+def test_a_configured_secret_is_used_and_not_warned_about(settings, caplog, redis_client):
+    from emailsvc import main
+
+    configured = dict(settings, **{"emailsvc.unsubscribe.secret": "s3cret-of-this-test"})
+    with caplog.at_level("WARNING", logger="emailsvc"):
+        wsgi = main({}, **configured)
+    assert "unsubscribe.secret" not in caplog.text
+    try:
+        tokens = wsgi.registry.emailsvc.unsubscribe
+        token = tokens.mint("acme", "ana@example.org", JOB_ID)
+        # Nothing generated in Redis; another secret reads nothing.
+        prefix = settings["emailsvc.redis_prefix"]
+        assert not redis_client.exists(prefix + "unsubscribe:secret")
+        other = main({}, **dict(settings, **{"emailsvc.unsubscribe.secret": "another"}))
+        assert other.registry.emailsvc.unsubscribe.read(token) is None
+        other.registry.emailsvc.close()
+    finally:
+        wsgi.registry.emailsvc.close()
