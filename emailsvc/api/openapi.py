@@ -125,6 +125,7 @@ class EmailsvcSwagger(CorniceSwagger):
         schemas.FileName: StringConverter,
         colander.Integer: IntegerConverter,
         schemas.StrictInt: IntegerConverter,
+        schemas.QueryInt: IntegerConverter,
         colander.Mapping: ObjectConverter,
         schemas.Recipient: RecipientConverter,
         schemas.Sender: SenderConverter,

@@ -752,9 +752,19 @@ class SuppressionRequest(colander.MappingSchema):
     path = SuppressionPath()
 
 
+class QueryInt(colander.Int):
+    """A whole number from a query string, where an empty value is an error, not a default."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct == "":
+            raise colander.Invalid(node, "Must be a whole number")
+        return super().deserialize(node, cstruct)
+
+
 class SuppressionQuery(colander.MappingSchema):
     reason = colander.SchemaNode(
-        StrictString(),
+        # An empty reason is refused, not taken for a missing one.
+        StrictString(allow_empty=True),
         missing=colander.drop,
         validator=colander.OneOf(SUPPRESSION_REASONS),
         description="Only the entries of this reason",
@@ -766,7 +776,7 @@ class SuppressionQuery(colander.MappingSchema):
         description="The cursor of the previous page; the list goes on after it",
     )
     limit = colander.SchemaNode(
-        colander.Int(),
+        QueryInt(),
         missing=50,
         validator=colander.Range(min=1, max=MAX_SUPPRESSION_PAGE),
         description=f"Entries per page, 1 to {MAX_SUPPRESSION_PAGE} (default 50)",
@@ -807,7 +817,3 @@ class SuppressionDocument(colander.MappingSchema):
 
 class SuppressionPage(colander.MappingSchema):
     body = SuppressionPageResponse()
-
-
-class NoContent(colander.MappingSchema):
-    pass

@@ -4,7 +4,7 @@ Each client sees its own list only: another client's entry answers 404 like a mi
 """
 
 from cornice import Service
-from pyramid.httpexceptions import HTTPConflict, HTTPNoContent, HTTPNotFound
+from pyramid.httpexceptions import HTTPConflict, HTTPNotFound
 
 from . import schemas
 from .auth import SEND_PERMISSION
@@ -41,7 +41,7 @@ GET_RESPONSES = {
     **_COMMON,
 }
 REMOVE_RESPONSES = {
-    "204": schemas.NoContent(description="Removed: the address may be sent to again"),
+    "200": schemas.SuppressionDocument(description="Removed; the entry that was"),
     "404": schemas.Error(description="The address is not on this client's list"),
     "409": schemas.Error(description="Unsubscribed or complained: only the recipient undoes it"),
     **_COMMON,
@@ -110,7 +110,8 @@ def get_suppression(request):
 def remove_suppression(request):
     """Remove a ``manual`` or ``bounced`` entry, so that jobs send to the address again.
 
-    An unsubscribe or a complaint is the recipient's own word: it answers 409 and stays.
+    Answers the entry that was removed. An unsubscribe or a complaint is the recipient's
+    own word: it answers 409 and stays.
     """
     store = request.registry.emailsvc.suppressions
     removed, entry = store.remove(request.identity, request.validated["path"]["email"])
@@ -119,8 +120,7 @@ def remove_suppression(request):
     if not removed:
         description = f"Suppressed as {entry.reason}: only the recipient can undo it"
         return error_response(HTTPConflict, "path", "email", description)
-    # Not rendered: a 204 has no body (not even "null") and no Content-Type.
-    return HTTPNoContent()
+    return entry.document()
 
 
 def includeme(config):
