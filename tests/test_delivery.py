@@ -238,3 +238,30 @@ def test_a_job_ignoring_manual_suppressions_sends_to_them(
     result = deliverer.deliver_chunk(job, 0, 2)
     assert (result.sent, result.failed) == (1, 1)
     assert [r for _, rcpts, _ in smtp_server.messages for r in rcpts] == ["m@example.org"]
+
+
+def test_suppressed_copies_are_left_out_of_their_recipients_message(
+    make_deliverer, smtp_server, redis_prefix
+):
+    deliverer = make_deliverer(smtp_server.port)
+    deliverer.suppressions = SuppressionStore(deliverer.store.redis, redis_prefix)
+    ana = {
+        "email": "ana@example.org",
+        "name": "",
+        "vars": {},
+        "cc": [{"email": "cc-out@example.org", "name": ""}, {"email": "cc@example.org"}],
+        "bcc": [{"email": "bcc-out@example.org"}, {"email": "bcc@example.org"}],
+    }
+    bo = {"email": "bo@example.org", "name": "", "vars": {}, "cc": [{"email": "cc@example.org"}]}
+    job = create(deliverer.store, [ana, bo])
+    for address in ("cc-out@example.org", "bcc-out@example.org"):
+        deliverer.suppressions.add("acme", address, "unsubscribed")
+    deliverer.suppressions.add("acme", "bo@example.org", "manual")
+    result = deliverer.deliver_chunk(job, 0, 2)
+    assert (result.sent, result.failed) == (1, 1)
+    [(_, rcpts, msg)] = smtp_server.messages
+    assert rcpts == ["ana@example.org", "cc@example.org", "bcc@example.org"]
+    assert [a.addr_spec for a in msg["Cc"].addresses] == ["cc@example.org"]
+    # Bo's own suppression kept his message, and his copy's, from being sent.
+    doc = deliverer.store.status(job, "acme")
+    assert (doc["sent"], doc["failed"], doc["suppressed"]) == (1, 1, 1)

@@ -47,6 +47,17 @@ class ChunkResult:
     job: dict | None = None
 
 
+_COPIES = ("cc", "bcc")
+
+
+def _addresses(recipient):
+    """A recipient's address, then its cc and bcc addresses, in the order they are read."""
+    yield recipient["email"]
+    for kind in _COPIES:
+        for copy in recipient.get(kind) or ():
+            yield copy["email"]
+
+
 class LeaseKeeper:
     """Renews a chunk's lease from a thread while the chunk is delivered; gives it back after.
 
@@ -290,21 +301,42 @@ class Deliverer:
     def _unsuppressed(self, job_id, job, todo, result):
         """The chunk's recipients less those suppressed since the job was accepted.
 
-        One Redis read for the whole chunk; each suppressed recipient is recorded failed
-        (and suppressed), once, and not sent to.
+        One Redis read for the whole chunk, over every address (copies too). Each
+        suppressed recipient is recorded failed (and suppressed), once, and not sent to;
+        a suppressed cc or bcc address is left out of its recipient's message.
         """
-        reasons = self.suppressions.reasons(job.get("client", ""), [r["email"] for _, r in todo])
+        addresses = [address for _, recipient in todo for address in _addresses(recipient)]
+        reasons = iter(self.suppressions.reasons(job.get("client", ""), addresses))
         ignored = set((job.get("ignore_suppressions") or "").split())
-        left = []
-        for (index, recipient), reason in zip(todo, reasons, strict=True):
-            if reason is None or reason in ignored:
-                left.append((index, recipient))
+
+        def blocked():
+            reason = next(reasons)
+            return reason if reason is not None and reason not in ignored else None
+
+        left, copies_left_out = [], 0
+        for index, recipient in todo:
+            reason = blocked()
+            # Read in the order of _addresses: the recipient, its cc, its bcc.
+            kept = {
+                kind: [c for c in recipient.get(kind) or () if not blocked()] for kind in _COPIES
+            }
+            if reason is not None:
+                if self.store.record_suppressed(job_id, index, recipient["email"], reason) == 1:
+                    self.metrics.message_failed(None)
+                result.failed += 1
                 continue
-            if self.store.record_suppressed(job_id, index, recipient["email"], reason) == 1:
-                self.metrics.message_failed(None)
-            result.failed += 1
-        if len(left) < len(todo):
-            log.info("job %s: %d suppressed recipients not sent to", job_id, len(todo) - len(left))
+            dropped = sum(len(recipient.get(kind) or ()) - len(kept[kind]) for kind in _COPIES)
+            if dropped:
+                copies_left_out += dropped
+                recipient = {**recipient, **kept}
+            left.append((index, recipient))
+        if len(left) < len(todo) or copies_left_out:
+            log.info(
+                "job %s: %d suppressed recipients not sent to, %d suppressed copies left out",
+                job_id,
+                len(todo) - len(left),
+                copies_left_out,
+            )
         return left
 
     def _send_over_one_connection(self, run):
