@@ -80,7 +80,7 @@ def test_the_description_names_this_service_and_its_methods(app):
     assert listing["optional_params"] == ["reason", "cursor", "limit"]
     assert (remove["method"], remove["path"]) == ("DELETE", "/suppressions/:email")
     assert remove["required_params"] == ["email"]
-    assert remove["expected_status"] == [200, 400, 401, 404, 409, 503]
+    assert remove["expected_status"] == [200, 400, 401, 404, 409, 429, 503]
     assert (methods["add_suppression"]["method"], methods["get_suppression"]["method"]) == (
         "PUT",
         "GET",

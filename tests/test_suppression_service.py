@@ -105,6 +105,25 @@ def test_bad_addresses_and_parameters_get_400_naming_them(app, path, name):
         assert error["name"] == name and error["location"] in ("path", "querystring")
 
 
+def test_changes_count_toward_the_request_limit_and_reads_do_not(
+    settings, redis_client, redis_prefix
+):
+    keys = f"shop:{hash_key(SHOP_KEY)}"
+    values = {"emailsvc.require_api_key": "true", "emailsvc.api_keys": keys}
+    values["emailsvc.limit.requests_per_minute"] = "2"
+    wsgi = main({}, **dict(settings, **values))
+    try:
+        app = webtest.TestApp(wsgi)
+        call(app, "put", "/suppressions/a@example.org", 201)
+        call(app, "delete", "/suppressions/a@example.org", 200)
+        refused = call(app, "put", "/suppressions/b@example.org", 429)
+        assert refused.headers["Retry-After"] and refused.json["status"] == "error"
+        call(app, "get", "/suppressions/b@example.org", 404)
+        assert call(app, "get", "/suppressions", 200).json["suppressions"] == []
+    finally:
+        wsgi.registry.emailsvc.close()
+
+
 def test_the_endpoints_need_a_key(app, redis_client, redis_prefix):
     call(app, "put", "/suppressions/ana@example.org", 401, key=None)
     call(app, "get", "/suppressions", 401, key="wrong")

@@ -9,6 +9,7 @@ from pyramid.httpexceptions import HTTPConflict, HTTPNotFound
 from . import schemas
 from .auth import SEND_PERMISSION
 from .errors import error_response
+from .limits import within_request_limit
 from .validators import path_and_query_validator
 
 suppressions = Service(
@@ -30,10 +31,12 @@ _COMMON = {
     "503": schemas.Unavailable(description="Redis cannot answer; nothing was changed"),
 }
 LIST_RESPONSES = {"200": schemas.SuppressionPage(description="A page of the list"), **_COMMON}
+_LIMITED = {"429": schemas.Unavailable(description="Over this client's request limit")}
 ADD_RESPONSES = {
     "200": schemas.SuppressionDocument(description="Already suppressed; the entry stands"),
     "201": schemas.SuppressionDocument(description="Suppressed now, reason manual"),
     **_COMMON,
+    **_LIMITED,
 }
 GET_RESPONSES = {
     "200": schemas.SuppressionDocument(description="The address is suppressed"),
@@ -45,6 +48,7 @@ REMOVE_RESPONSES = {
     "404": schemas.Error(description="The address is not on this client's list"),
     "409": schemas.Error(description="Unsubscribed or complained: only the recipient undoes it"),
     **_COMMON,
+    **_LIMITED,
 }
 
 
@@ -73,7 +77,8 @@ def list_suppressions(request):
 
 @suppression.put(
     schema=schemas.SuppressionRequest,
-    validators=(path_and_query_validator,),
+    # Changes count as requests against the client's limit (reads do not).
+    validators=(path_and_query_validator, within_request_limit),
     response_schemas=ADD_RESPONSES,
     operation_id="add_suppression",
 )
@@ -103,7 +108,7 @@ def get_suppression(request):
 
 @suppression.delete(
     schema=schemas.SuppressionRequest,
-    validators=(path_and_query_validator,),
+    validators=(path_and_query_validator, within_request_limit),
     response_schemas=REMOVE_RESPONSES,
     operation_id="remove_suppression",
 )
