@@ -16,6 +16,7 @@ from chameleon import PageTemplateFile
 from cornice import Service
 from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound
 from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from ..mail.unsubscribe import ONE_CLICK, PREVIEW_JOB
 from .errors import error_response
@@ -67,7 +68,8 @@ def _page(address, done):
     return response
 
 
-@unsubscribe.get()
+# Reached from a message, by anyone who has it: no key, whatever the service requires.
+@unsubscribe.get(permission=NO_PERMISSION_REQUIRED)
 def unsubscribe_page(request):
     """The confirmation page: a button that posts the one-click body. Changes nothing."""
     target = _target(request)
@@ -76,7 +78,7 @@ def unsubscribe_page(request):
     return _page(target[1], done=False)
 
 
-@unsubscribe.post()
+@unsubscribe.post(permission=NO_PERMISSION_REQUIRED)
 def unsubscribe_now(request):
     """Suppress the token's address for its client (reason ``unsubscribed``), at once."""
     target = _target(request)
