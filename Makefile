@@ -67,6 +67,7 @@ COURSE_VENV = bench/.venv-course
 COURSE_STAMP = $(COURSE_VENV)/.installed
 
 .PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4 bench-p5 bench-dkim bench-aof
+.PHONY: bench-suppressions
 
 ## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
 bench-install: $(TEST_STAMP) $(COURSE_STAMP)
@@ -104,6 +105,10 @@ bench-dkim: $(TEST_STAMP)
 ## bench-aof: does a SIGKILLed Redis keep what it acknowledged? appendfsync everysec against always
 bench-aof: $(TEST_STAMP)
 	$(BIN)/python -m bench.aof_durability
+
+## bench-suppressions: a chunk's suppression check (one HMGET) and a broadcast message's unsubscribe link
+bench-suppressions: $(TEST_STAMP)
+	$(BIN)/python -m bench.suppressions
 
 ## clean: remove the virtualenv, var/ and every cache
 clean:

@@ -75,6 +75,7 @@ setup(
         "emailsvc": [
             "templates/*.txt",
             "templates/*.pt",
+            "api/templates/*.pt",
             "dashboard/templates/*.pt",
             "dashboard/static/*",
         ]

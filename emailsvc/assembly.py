@@ -19,6 +19,7 @@ from .api.limits import RateLimiter
 from .jobs.delivery import Deliverer
 from .jobs.dispatch import Revoker
 from .jobs.records import JobStore
+from .jobs.suppressions import SuppressionStore
 from .jobs.tasks import configure_celery, new_celery_app
 from .jobs.watchdog import PeriodicStep
 from .logs import use_format
@@ -27,6 +28,7 @@ from .mail.messages import sender_address
 from .mail.pdf import pdf_renderer
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
+from .mail.unsubscribe import UnsubscribeTokens
 from .metrics import Metrics
 from .settings import Settings, SettingsError, load
 
@@ -40,6 +42,10 @@ class Assembly:
     settings: Settings
     redis: redis.Redis
     jobs: JobStore
+    #: The clients' suppression lists.
+    suppressions: SuppressionStore
+    #: Mints and reads the tokens of broadcast messages' unsubscribe links.
+    unsubscribe: UnsubscribeTokens
     templates: Templates
     transport: object
     sender: Address
@@ -132,6 +138,10 @@ def assemble(settings, celery_app=None):
         settings["emailsvc.job_ttl_seconds"],
         settings["emailsvc.watchdog.stall_seconds"],
     )
+    suppressions = SuppressionStore(client, prefix)
+    secret = settings["emailsvc.unsubscribe.secret"]
+    # Asked on first use: a process starts without Redis, as before.
+    tokens = UnsubscribeTokens(lambda: secret or suppressions.generated_secret())
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
@@ -143,6 +153,8 @@ def assemble(settings, celery_app=None):
         settings=settings,
         redis=client,
         jobs=jobs,
+        suppressions=suppressions,
+        unsubscribe=tokens,
         templates=templates,
         transport=transport,
         sender=sender,
@@ -158,6 +170,9 @@ def assemble(settings, celery_app=None):
             metrics=metrics,
             pdf=pdf,
             signer=signer,
+            suppressions=suppressions,
+            unsubscribe_tokens=tokens,
+            unsubscribe_mailbox=settings["emailsvc.unsubscribe.mailbox"],
         ),
         pdf=pdf,
         dkim=signer,

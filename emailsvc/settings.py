@@ -178,6 +178,25 @@ def dkim_key_entries(value):
     return tuple(entries.values())
 
 
+def public_url(value):
+    """Empty, or an absolute http(s) URL without query or fragment, its final ``/`` removed."""
+    text = str(value).strip()
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an http:// or https:// URL such as https://mail.example.com")
+    return text.rstrip("/")
+
+
+def mailbox(value):
+    """Empty, or one plain ASCII address (``unsubscribe@example.com``)."""
+    text = str(value).strip()
+    if text and not re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", text):
+        raise ValueError("must be an ASCII address such as unsubscribe@example.com")
+    return text
+
+
 # --- where Redis and the broker are ---
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
@@ -391,6 +410,30 @@ SETTINGS = (
     ),
     _s("sender", text, "emailsvc@localhost", "the From address (and envelope sender)"),
     _s("sender_name", text, "", "display name of the From header"),
+    _s(
+        "public_url",
+        public_url,
+        "",
+        "the service's address as recipients reach it (`https://mail.example.com`): "
+        "broadcast messages' unsubscribe links start with it; empty = the URL the job was "
+        "posted to",
+    ),
+    _s(
+        "unsubscribe.secret",
+        text,
+        "",
+        "the secret of the unsubscribe tokens (only from the environment; the same in "
+        "every web and worker process); empty = one generated and kept in Redis, for "
+        "development",
+        secret=True,
+    ),
+    _s(
+        "unsubscribe.mailbox",
+        mailbox,
+        "",
+        "when set, List-Unsubscribe also offers `mailto:` this address (with the token in "
+        "the subject); reading that mailbox is the operator's",
+    ),
     _s("max_recipients", integer(1), "10000", "recipients per job"),
     _s(
         "max_body_bytes",

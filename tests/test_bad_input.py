@@ -1,6 +1,8 @@
-"""No input yields a 5xx: generated bodies, lone surrogates included, through the real app."""
+"""No input yields a 5xx: generated bodies, paths and query strings, lone surrogates
+included, through the real app."""
 
 import json
+from urllib.parse import quote, urlencode
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -100,8 +102,52 @@ def test_a_lone_surrogate_anywhere_gets_400_naming_it(app):
     assert "surrogate" in response.json["errors"][0]["description"]
 
 
+def test_a_query_string_that_is_not_utf8_gets_400(app):
+    error = app.get("/suppressions?reason=%ED%A0%80", status=400).json["errors"][0]
+    assert error["location"] == "querystring"
+
+
 def test_a_surrogate_pair_is_ordinary_text(app):
     body = {"recipients": ["a@example.org"], "subject": "\U0001f600 hello", "content": "c"}
     raw = json.dumps(body)
     assert "\\ud83d\\ude00" in raw
     app.post("/email", raw, headers={"Content-Type": "application/json"}, status=202)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    email=ADDRESS,
+    token=TEXT,
+    query=st.dictionaries(st.sampled_from(["reason", "cursor", "limit", "x"]), TEXT, max_size=3),
+    body=TEXT,
+)
+def test_generated_suppression_and_unsubscribe_requests_never_get_a_5xx(
+    app, email, token, query, body
+):
+    def encoded(text):
+        # Valid UTF-8 in paths: a path that is not is refused before any view, elsewhere.
+        return quote(text.encode("utf-8", "replace"), safe="")
+
+    requests = [
+        ("put", f"/suppressions/{encoded(email)}"),
+        ("get", f"/suppressions/{encoded(email)}"),
+        ("delete", f"/suppressions/{encoded(email)}"),
+        (
+            "get",
+            "/suppressions?"
+            + urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in query.items()}),
+        ),
+        ("get", f"/unsubscribe/{encoded(token)}"),
+    ]
+    for method, path in requests:
+        response = getattr(app, method)(path, expect_errors=True)
+        assert response.status_int < 500, (method, path, response.text)
+    response = app.post(
+        f"/unsubscribe/{encoded(token)}",
+        body.encode("utf-8", "surrogatepass"),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        expect_errors=True,
+    )
+    assert response.status_int == 404

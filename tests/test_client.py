@@ -156,3 +156,10 @@ def test_send_needs_a_recipient(capsys):
         client.main(["send", "--subject", "s", "--content", "x"])
     assert caught.value.code == 2
     assert "--to, --vars-csv" in capsys.readouterr().err
+
+
+def test_broadcast_makes_a_broadcast_job():
+    args = ["send", "--to", "a@example.org", "--subject", "S", "--content", "x"]
+    assert "stream" not in client.job_payload(client.parser().parse_args(args))
+    payload = client.job_payload(client.parser().parse_args([*args, "--broadcast"]))
+    assert payload["stream"] == "broadcast"

@@ -8,6 +8,7 @@ import redis
 
 from emailsvc.jobs.delivery import Deliverer
 from emailsvc.jobs.records import JobStore, new_id
+from emailsvc.jobs.suppressions import SuppressionStore
 from emailsvc.mail.messages import sender_address
 from emailsvc.mail.templates import Templates
 from emailsvc.mail.transports import SMTPTransport
@@ -193,3 +194,74 @@ def test_a_template_error_fails_that_recipient_only(make_deliverer, smtp_server,
     assert (
         doc["errors"][0]["recipient"] == "a@example.org" and "order" in doc["errors"][0]["message"]
     )
+
+
+def test_an_address_suppressed_after_acceptance_is_not_sent_to(
+    make_deliverer, smtp_server, redis_prefix
+):
+    deliverer = make_deliverer(smtp_server.port)
+    deliverer.suppressions = SuppressionStore(deliverer.store.redis, redis_prefix)
+    job = create(deliverer.store, recipients("a@example.org", "B@example.org", "c@example.org"))
+    deliverer.suppressions.add("acme", "b@example.org", "unsubscribed", job_id="f" * 32)
+    deliverer.suppressions.add("other", "c@example.org", "manual")
+    result = deliverer.deliver_chunk(job, 0, 3)
+    assert (result.sent, result.failed) == (2, 1)
+    assert [r for _, rcpts, _ in smtp_server.messages for r in rcpts] == [
+        "a@example.org",
+        "c@example.org",
+    ]
+    doc = deliverer.store.status(job, "acme")
+    assert (doc["status"], doc["sent"], doc["failed"], doc["suppressed"]) == (
+        "partially_failed",
+        2,
+        1,
+        1,
+    )
+    assert doc["errors"] == [
+        {"recipient": "B@example.org", "code": None, "message": "suppressed: unsubscribed"}
+    ]
+    # Redelivered, the chunk records nothing twice.
+    deliverer.store.redis.hdel(deliverer.store._key(job, ":outcomes"), "0", "2")
+    deliverer.deliver_chunk(job, 0, 3)
+    assert deliverer.store.status(job, "acme")["suppressed"] == 1
+
+
+def test_a_job_ignoring_manual_suppressions_sends_to_them(
+    make_deliverer, smtp_server, redis_prefix
+):
+    deliverer = make_deliverer(smtp_server.port)
+    deliverer.suppressions = SuppressionStore(deliverer.store.redis, redis_prefix)
+    message = dict(MESSAGE, ignore_suppressions="manual")
+    job = create(deliverer.store, recipients("m@example.org", "u@example.org"), message)
+    deliverer.suppressions.add("acme", "m@example.org", "manual")
+    deliverer.suppressions.add("acme", "u@example.org", "complained")
+    result = deliverer.deliver_chunk(job, 0, 2)
+    assert (result.sent, result.failed) == (1, 1)
+    assert [r for _, rcpts, _ in smtp_server.messages for r in rcpts] == ["m@example.org"]
+
+
+def test_suppressed_copies_are_left_out_of_their_recipients_message(
+    make_deliverer, smtp_server, redis_prefix
+):
+    deliverer = make_deliverer(smtp_server.port)
+    deliverer.suppressions = SuppressionStore(deliverer.store.redis, redis_prefix)
+    ana = {
+        "email": "ana@example.org",
+        "name": "",
+        "vars": {},
+        "cc": [{"email": "cc-out@example.org", "name": ""}, {"email": "cc@example.org"}],
+        "bcc": [{"email": "bcc-out@example.org"}, {"email": "bcc@example.org"}],
+    }
+    bo = {"email": "bo@example.org", "name": "", "vars": {}, "cc": [{"email": "cc@example.org"}]}
+    job = create(deliverer.store, [ana, bo])
+    for address in ("cc-out@example.org", "bcc-out@example.org"):
+        deliverer.suppressions.add("acme", address, "unsubscribed")
+    deliverer.suppressions.add("acme", "bo@example.org", "manual")
+    result = deliverer.deliver_chunk(job, 0, 2)
+    assert (result.sent, result.failed) == (1, 1)
+    [(_, rcpts, msg)] = smtp_server.messages
+    assert rcpts == ["ana@example.org", "cc@example.org", "bcc@example.org"]
+    assert [a.addr_spec for a in msg["Cc"].addresses] == ["cc@example.org"]
+    # Bo's own suppression kept his message, and his copy's, from being sent.
+    doc = deliverer.store.status(job, "acme")
+    assert (doc["sent"], doc["failed"], doc["suppressed"]) == (1, 1, 1)

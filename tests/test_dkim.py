@@ -167,6 +167,24 @@ def test_an_html_message_with_attachments_cc_and_list_headers_is_signed_over_all
     ]
 
 
+def test_a_broadcast_message_is_signed_over_its_own_one_click_headers(
+    service, signing, smtp_server, settings
+):
+    # A long base URL and a mailbox: List-Unsubscribe is folded between its two URIs.
+    settings["emailsvc.unsubscribe.mailbox"] = "unsubscribe@example.com"
+    assembly = service()
+    ana = {"email": "ana@example.org", "name": "Ana", "vars": {}}
+    base = "https://mail.example.com/" + "p" * 60
+    deliver(assembly, [ana], stream="broadcast", unsubscribe_base=base)
+    [raw] = smtp_server.raw_messages
+    assert b"\r\nList-Unsubscribe: <" + base.encode() in raw and b">,\r\n <mailto:" in raw
+    assert dkim.verify(raw, dnsfunc=records(signing))
+    assert signature_tags(raw)["h"].split(":")[-2:] == [
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ]
+
+
 def test_an_altered_message_fails_verification(service, signing, smtp_server):
     deliver(service(), [{"email": "ana@example.org", "name": "", "vars": {}}])
     [raw] = smtp_server.raw_messages

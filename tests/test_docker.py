@@ -74,8 +74,8 @@ def test_every_service_restarts_and_web_and_worker_get_signals_and_health_checks
 
 def test_metrics_are_counted_per_container_and_the_workers_export_theirs():
     services = compose()["services"]
-    # The API keys come from docker/.env, unset here.
-    worker = dict(services["worker"]["environment"], EMAILSVC_API_KEYS="")
+    # The API keys and the public URL come from docker/.env, unset here.
+    worker = dict(services["worker"]["environment"], EMAILSVC_API_KEYS="", EMAILSVC_PUBLIC_URL="")
     environment = load({}, worker)
     folder = environment["emailsvc.metrics.dir"]
     for name in ("web", "worker"):

@@ -181,6 +181,20 @@ def test_a_revoked_job_is_gone_unless_delivery_had_begun(store, redis_client):
     assert not store.revoke(begun) and store.status(begun, "acme")["sent"] == 1
 
 
+def test_a_job_with_suppressed_recipients_only_has_not_begun(store, redis_client):
+    job = new_id()
+    people = [{"email": f"r{i}@example.org", "name": "", "vars": {}} for i in range(3)]
+    store.create(job, people, MESSAGE, 2, time.time() + 60, time.time() + 30, suppressed={1: "x"})
+    store.record_suppressed(job, 0, "r0@example.org", "manual")
+    doc = store.status(job, "acme")
+    assert (doc["failed"], doc["suppressed"], doc["pending"]) == (2, 2, 1)
+    assert store.revoke(job)
+    assert list(redis_client.scan_iter(match=f"{store.prefix}job:{job}*")) == []
+    failed = create(store, 2)
+    store.record_failed(failed, 0, "r0@example.org", 550, "no")
+    assert not store.revoke(failed)
+
+
 def test_outcomes_for_a_deleted_job_are_ignored(store):
     job = create(store, 1)
     assert store.revoke(job)

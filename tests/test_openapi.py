@@ -70,7 +70,18 @@ def test_every_endpoint_declares_its_statuses_and_their_documents(spec):
         ("/email", "post"),
         ("/email/render", "post"),
         ("/email/{task_id}", "get"),
+        ("/suppressions", "get"),
+        ("/suppressions/{email}", "put"),
+        ("/suppressions/{email}", "get"),
+        ("/suppressions/{email}", "delete"),
     }
+    names = {key: op["operationId"] for key, op in operations.items()}
+    assert names["/suppressions", "get"] == "list_suppressions"
+    assert [names["/suppressions/{email}", m] for m in ("put", "get", "delete")] == [
+        "add_suppression",
+        "get_suppression",
+        "remove_suppression",
+    ]
     send, status = operations["/email", "post"], operations["/email/{task_id}", "get"]
     render = operations["/email/render", "post"]
     assert sorted(render["responses"]) == ["200", "400", "401", "403", "413", "415", "429", "503"]

@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from emailsvc.mail.compose import Composer, dump_content, load_content
 from emailsvc.mail.messages import message_id, sender_address
 from emailsvc.mail.templates import Templates
+from emailsvc.mail.unsubscribe import UnsubscribeLinks, UnsubscribeTokens
 
 DATE = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+JOB = "0123456789abcdef0123456789abcdef"
 TEMPLATES = Templates()
 
 # Text of every kind: plain words, accents, emoji, quotes and specials, long runs, tabs,
@@ -42,6 +44,19 @@ headers = st.one_of(
     st.just({}),
     st.just({"X-Campaign": "spring", "List-Id": "<news.example.org>"}),
     st.builds(lambda v: {"X-Note": v}, words),
+    # A job's own List-Unsubscribe (it owns both headers then) or Precedence.
+    st.just({"List-Unsubscribe": "<mailto:leave@example.org>", "Precedence": "list"}),
+    st.just({"list-unsubscribe-post": "List-Unsubscribe=One-Click"}),
+)
+TOKENS = UnsubscribeTokens(lambda: "test secret")
+# Broadcast or not; a short or long base URL; with or without the mailto form.
+streams = st.one_of(
+    st.just(None),
+    st.builds(
+        lambda base, mailbox: (base, mailbox),
+        st.sampled_from(["https://m.example.com", "https://mail.example.com/" + "p" * 80]),
+        st.sampled_from(["", "unsubscribe@example.com"]),
+    ),
 )
 
 
@@ -57,11 +72,17 @@ recipients = st.builds(
 )
 
 
-def composer(subject, content, reply_to="", job_headers=None, sender="noreply@example.com"):
+def composer(
+    subject, content, reply_to="", job_headers=None, sender="noreply@example.com", stream=None
+):
     body = {"content": content, "reply_to": reply_to, "headers": job_headers or {}}
     job = {"subject": subject, "content": content, "template": "default"}
+    links = None
+    if stream is not None:
+        job["stream"] = "broadcast"
+        links = UnsubscribeLinks(TOKENS, "acme", JOB, *stream)
     stored = load_content(dump_content(body))
-    return Composer(TEMPLATES, job, stored, sender_address(sender, "Équipe"), DATE)
+    return Composer(TEMPLATES, job, stored, sender_address(sender, "Équipe"), DATE, None, links)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -72,12 +93,13 @@ def composer(subject, content, reply_to="", job_headers=None, sender="noreply@ex
     reply_to=st.sampled_from(["", "support@example.org"]),
     job_headers=headers,
     index=st.integers(0, 10**6),
+    stream=streams,
 )
 def test_every_message_from_the_frame_is_the_bytes_the_email_package_writes(
-    subject, content, person, reply_to, job_headers, index
+    subject, content, person, reply_to, job_headers, index, stream
 ):
-    job = composer(subject, content, reply_to, job_headers)
-    msgid = message_id("0123456789abcdef0123456789abcdef", index, "example.com")
+    job = composer(subject, content, reply_to, job_headers, stream=stream)
+    msgid = message_id(JOB, index, "example.com")
     try:
         expected, _ = job.compose(person, msgid)
     except ValueError as exc:
@@ -117,3 +139,16 @@ def test_what_the_frame_cannot_write_is_built_the_long_way():
     assert not isinstance(composer("S", "é" * 60).message(long_way[0], "<j@x>"), bytes)
     international = composer("S", "x", sender="équipe@example.com")
     assert international.frame is None
+
+
+def test_broadcast_messages_take_the_frame_with_each_recipients_own_link():
+    job = composer("S", "x\n", stream=("https://m.example.com", "unsubscribe@example.com"))
+    ana, bo = {"email": "ana@example.org"}, {"email": "bo@example.org", "name": "Bo"}
+    sent = [job.message(person, "<j.1@example.com>") for person in (ana, bo)]
+    assert all(isinstance(data, bytes) for data in sent)
+    assert sent[0] == job.compose(ana, "<j.1@example.com>")[0].as_bytes()
+    token = TOKENS.mint("acme", "ana@example.org", JOB)
+    assert f"<https://m.example.com/unsubscribe/{token}>".encode() in sent[0]
+    assert token.encode() not in sent[1]
+    assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in sent[0]
+    assert b"\r\nPrecedence: bulk\r\n" in sent[0]

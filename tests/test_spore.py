@@ -45,13 +45,18 @@ def test_the_rules_reject_what_spore_forbids(app, spore_validator):
         assert not spore_validator.is_valid(broken)
 
 
-def test_the_description_names_this_service_and_its_three_methods(app):
+def test_the_description_names_this_service_and_its_methods(app):
     description = app.get("/spore", extra_environ={"HTTP_HOST": "mail.example.net:8443"}).json
     assert description["name"] == "emailsvc" and description["version"] == "1.0.0"
     assert description["base_url"] == "http://mail.example.net:8443"
     assert description["formats"] == ["json"] and description["authentication"] is False
     methods = description["methods"]
-    assert set(methods) == {"send_email", "get_email_status", "render_email"}
+    assert set(methods) == {"send_email", "get_email_status", "render_email"} | {
+        "add_suppression",
+        "remove_suppression",
+        "get_suppression",
+        "list_suppressions",
+    }
     send, status = methods["send_email"], methods["get_email_status"]
     render = methods["render_email"]
     assert (render["method"], render["path"]) == ("POST", "/email/render")
@@ -70,6 +75,16 @@ def test_the_description_names_this_service_and_its_three_methods(app):
     assert status["required_params"] == ["task_id"]
     assert status["expected_status"] == [200, 401, 404, 503]
     assert status["description"].startswith("Report an email job's progress")
+    listing, remove = methods["list_suppressions"], methods["remove_suppression"]
+    assert (listing["method"], listing["path"]) == ("GET", "/suppressions")
+    assert listing["optional_params"] == ["reason", "cursor", "limit"]
+    assert (remove["method"], remove["path"]) == ("DELETE", "/suppressions/:email")
+    assert remove["required_params"] == ["email"]
+    assert remove["expected_status"] == [200, 400, 401, 404, 409, 429, 503]
+    assert (methods["add_suppression"]["method"], methods["get_suppression"]["method"]) == (
+        "PUT",
+        "GET",
+    )
 
 
 def test_authentication_is_announced_exactly_when_keys_are_required(settings):
@@ -123,11 +138,16 @@ def test_a_new_service_and_its_parameters_appear_without_touching_the_generator(
 
 def test_descriptions_describe_themselves_out(app):
     paths = set(app.get("/openapi.json").json["paths"])
-    assert paths == {"/email", "/email/render", "/email/{task_id}"}
+    assert paths == {"/email", "/email/render", "/email/{task_id}"} | {
+        "/suppressions",
+        "/suppressions/{email}",
+    }
     assert {m["path"] for m in app.get("/spore").json["methods"].values()} == {
         "/email",
         "/email/render",
         "/email/:task_id",
+        "/suppressions",
+        "/suppressions/:email",
     }
 
 

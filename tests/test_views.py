@@ -24,8 +24,8 @@ def test_post_accepts_a_job_with_location_and_status_url(app):
     body = dict(VALID, recipients=["ana@example.org", {"email": "bo@example.org", "name": "Bo"}])
     response = post(app, body, 202)
     data = response.json
-    assert set(data) == {"id", "status", "total", "status_url"}
-    assert data["status"] == "queued" and data["total"] == 2
+    assert set(data) == {"id", "status", "total", "suppressed", "status_url"}
+    assert data["status"] == "queued" and data["total"] == 2 and data["suppressed"] == 0
     assert data["status_url"] == f"http://localhost/email/{data['id']}"
     assert response.headers["Location"] == data["status_url"]
 

@@ -26,6 +26,11 @@ def includeme(config):
     # Request schemas bound to the settings, built on first use (validators.bound_schema).
     config.registry.emailsvc_bound_schemas = {}
     _log_authentication(required, assembly.keyring)
+    if not assembly.settings["emailsvc.unsubscribe.secret"]:
+        log.warning(
+            "emailsvc.unsubscribe.secret is empty: unsubscribe links use a secret generated "
+            "and kept in Redis, for development; set EMAILSVC_UNSUBSCRIBE_SECRET in production"
+        )
     # Outermost, so that the request id and the log line cover error views too.
     config.add_tween("emailsvc.api.request_context.request_context_tween_factory", over=EXCVIEW)
     config.include(".errors")
@@ -33,6 +38,8 @@ def includeme(config):
     # Before .email_service: the route of /email/{task_id} would take /email/render.
     config.include(".render_service")
     config.include(".email_service")
+    config.include(".suppression_service")
+    config.include(".unsubscribe_service")
     config.include(".spore")
     config.include(".openapi")
     # Pages for people: the index at / and Swagger UI at /docs.

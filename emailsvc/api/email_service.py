@@ -3,7 +3,7 @@
 from cornice import Service
 from pyramid.httpexceptions import HTTPNotFound
 
-from ..jobs.dispatch import submit
+from ..jobs.dispatch import submit, suppressed_recipients
 from ..logs import bind
 from . import schemas
 from .auth import SEND_PERMISSION
@@ -58,17 +58,28 @@ def send_email(request):
 
     Answers 202 at once with the job id; delivery happens in the background.
     """
-    body = request.validated["body"]
-    job_id = submit(request.registry.emailsvc, body, request.identity, request.request_id)
+    body, assembly = request.validated["body"], request.registry.emailsvc
+    suppressed = suppressed_recipients(assembly, body, request.identity)
+    job_id = submit(
+        assembly,
+        body,
+        request.identity,
+        request.request_id,
+        suppressed=suppressed,
+        public_url=request.application_url,
+    )
     bind(job=job_id)
-    request.registry.emailsvc.metrics.job_accepted(request.identity, len(body["recipients"]))
+    total = len(body["recipients"])
+    assembly.metrics.job_accepted(request.identity, total)
     status_url = request.route_url(email_status.name, task_id=job_id)
     request.response.status_code = 202
     request.response.headers["Location"] = status_url
     return {
         "id": job_id,
-        "status": "queued",
-        "total": len(body["recipients"]),
+        # A job whose every recipient is suppressed has nothing to send: it ends now.
+        "status": "failed" if len(suppressed) == total else "queued",
+        "total": total,
+        "suppressed": len(suppressed),
         "status_url": status_url,
     }
 

@@ -125,9 +125,11 @@ class EmailsvcSwagger(CorniceSwagger):
         schemas.FileName: StringConverter,
         colander.Integer: IntegerConverter,
         schemas.StrictInt: IntegerConverter,
+        schemas.QueryInt: IntegerConverter,
         colander.Mapping: ObjectConverter,
         schemas.Recipient: RecipientConverter,
         schemas.Sender: SenderConverter,
+        schemas.EmailAddress: SenderConverter,
         schemas.Headers: HeadersConverter,
     }
     summary_docstrings = True

@@ -55,6 +55,10 @@ def render_email(request):
         "template": body["template"],
         "sender": body.get("from", ""),
         "stored_content": dump_content(body),
+        "client": request.identity,
+        "stream": body["stream"],
+        # A preview's unsubscribe links name no job: they unsubscribe nobody.
+        "unsubscribe_base": assembly.settings["emailsvc.public_url"] or request.application_url,
     }
     composer = assembly.deliverer.composer(job, datetime.now(UTC))
     recipient = body["recipients"][body["recipient"]]

@@ -11,6 +11,8 @@ import re
 import colander
 from email_validator import EmailNotValidError
 
+from ..jobs.suppressions import IGNORABLE
+from ..jobs.suppressions import REASONS as SUPPRESSION_REASONS
 from ..mail.templates import RESERVED_VARIABLES
 from .addresses import ascii_address
 
@@ -482,6 +484,18 @@ def _check_job(node, job, kw):
         )
 
 
+STREAMS = ("transactional", "broadcast")
+
+
+class IgnoredReasons(colander.SequenceSchema):
+    reason = colander.SchemaNode(
+        StrictString(),
+        validator=colander.OneOf(
+            sorted(IGNORABLE), msg_err="Only manual suppressions may be ignored"
+        ),
+    )
+
+
 class SendEmailBody(colander.MappingSchema):
     """The JSON body of ``POST /email``."""
 
@@ -538,6 +552,19 @@ class SendEmailBody(colander.MappingSchema):
         validator=colander.Length(max=MAX_PDF_ATTACHMENTS),
         description='PDFs rendered per recipient from an HTML template, {"template", "filename"}',
     )
+    stream = colander.SchemaNode(
+        # An empty stream is refused, not taken for a missing one.
+        StrictString(allow_empty=True),
+        missing="transactional",
+        validator=colander.OneOf(STREAMS),
+        description="transactional (default) or broadcast: broadcast messages carry "
+        "one-click unsubscribe headers (RFC 8058) and Precedence: bulk",
+    )
+    ignore_suppressions = IgnoredReasons(
+        missing=colander.drop,
+        description='["manual"] sends to addresses this client suppressed by hand; '
+        "unsubscribes, bounces and complaints are never ignored",
+    )
 
     @staticmethod
     def schema_type():
@@ -591,6 +618,9 @@ class AcceptedResponse(colander.MappingSchema):
     id = colander.SchemaNode(colander.String())
     status = colander.SchemaNode(colander.String())
     total = colander.SchemaNode(colander.Int())
+    suppressed = colander.SchemaNode(
+        colander.Int(), description="Recipients not to be sent to: their addresses are suppressed"
+    )
     status_url = colander.SchemaNode(colander.String())
 
 
@@ -625,6 +655,9 @@ class EmailStatusResponse(colander.MappingSchema):
     sent = colander.SchemaNode(colander.Int())
     failed = colander.SchemaNode(colander.Int())
     pending = colander.SchemaNode(colander.Int())
+    suppressed = colander.SchemaNode(
+        colander.Int(), description="Failed recipients that were suppressed (a part of failed)"
+    )
     created_at = colander.SchemaNode(colander.String())
     updated_at = colander.SchemaNode(colander.String())
     finished_at = colander.SchemaNode(colander.String(), missing=None)
@@ -689,3 +722,98 @@ class Error(colander.MappingSchema):
 class Unavailable(colander.MappingSchema):
     body = ErrorResponse()
     headers = RetryAfterHeader()
+
+
+# --- the suppression list ---
+
+MAX_SUPPRESSION_PAGE = 500
+
+
+class EmailAddress(colander.SchemaType):
+    """One email address, checked as a recipient's is; deserializes to its ASCII form."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return cstruct
+        return checked_address(node, cstruct)
+
+    def serialize(self, node, appstruct):
+        return appstruct
+
+
+class SuppressionPath(colander.MappingSchema):
+    email = colander.SchemaNode(
+        EmailAddress(),
+        description="The address (compared case-insensitively: the list keeps it in lower case)",
+    )
+
+
+class SuppressionRequest(colander.MappingSchema):
+    path = SuppressionPath()
+
+
+class QueryInt(colander.Int):
+    """A whole number from a query string, where an empty value is an error, not a default."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct == "":
+            raise colander.Invalid(node, "Must be a whole number")
+        return super().deserialize(node, cstruct)
+
+
+class SuppressionQuery(colander.MappingSchema):
+    reason = colander.SchemaNode(
+        # An empty reason is refused, not taken for a missing one.
+        StrictString(allow_empty=True),
+        missing=colander.drop,
+        validator=colander.OneOf(SUPPRESSION_REASONS),
+        description="Only the entries of this reason",
+    )
+    cursor = colander.SchemaNode(
+        StrictString(),
+        missing=colander.drop,
+        validator=colander.All(colander.Length(max=400), single_line),
+        description="The cursor of the previous page; the list goes on after it",
+    )
+    limit = colander.SchemaNode(
+        QueryInt(),
+        missing=50,
+        validator=colander.Range(min=1, max=MAX_SUPPRESSION_PAGE),
+        description=f"Entries per page, 1 to {MAX_SUPPRESSION_PAGE} (default 50)",
+    )
+
+
+class SuppressionListRequest(colander.MappingSchema):
+    querystring = SuppressionQuery()
+
+
+class SuppressionResponse(colander.MappingSchema):
+    """One suppressed address: why, since when, and the job that caused it (if one did)."""
+
+    email = colander.SchemaNode(colander.String())
+    reason = colander.SchemaNode(colander.String(), validator=colander.OneOf(SUPPRESSION_REASONS))
+    created_at = colander.SchemaNode(colander.String())
+    job_id = colander.SchemaNode(colander.String(), missing=None)
+
+
+class SuppressionEntries(colander.SequenceSchema):
+    suppression = SuppressionResponse()
+
+
+class SuppressionPageResponse(colander.MappingSchema):
+    """A page of the client's suppression list, in address order."""
+
+    suppressions = SuppressionEntries()
+    cursor = colander.SchemaNode(
+        colander.String(),
+        missing=None,
+        description="Pass it as ?cursor= for the next page; null on the last page",
+    )
+
+
+class SuppressionDocument(colander.MappingSchema):
+    body = SuppressionResponse()
+
+
+class SuppressionPage(colander.MappingSchema):
+    body = SuppressionPageResponse()

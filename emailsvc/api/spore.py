@@ -95,8 +95,12 @@ def operations(service):
 
 def operation_name(service, method):
     """The name of an operation, in SPORE as in OpenAPI (``operationId``)."""
-    # One method per service is the rule here, and then the service's name is the
-    # operation's; a service with several gets one name per HTTP method.
+    # A view may name its operation (cornice_swagger's ``operation_id``), as the methods of
+    # /suppressions/{email} do; else a service's one method takes the service's name, and
+    # a service with several gets one name per HTTP method.
+    for defined, _, args in operations(service):
+        if defined == method and args.get("operation_id"):
+            return args["operation_id"]
     if len(operations(service)) == 1:
         return service.name
     return f"{service.name}_{method.lower()}"

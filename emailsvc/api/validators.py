@@ -115,3 +115,15 @@ def validate(request, schema, cstruct):
             request.errors.add(location, field, message)
     else:
         request.validated.update(deserialized)
+
+
+def path_and_query_validator(request, schema=None, **kwargs):
+    """Validate the path's placeholders and the query string with the service's schema."""
+    try:
+        query = dict(request.GET)
+    except UnicodeDecodeError:
+        # WebOb decodes the query string on first use; bytes that are not UTF-8 are no text.
+        request.errors.add("querystring", "", "The query string must be UTF-8")
+        return
+    cstruct = {"path": dict(request.matchdict or {}), "querystring": query}
+    validate(request, bound_schema(request.registry, schema), cstruct)

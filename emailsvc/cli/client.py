@@ -292,6 +292,8 @@ def job_payload(args):
         payload["template"] = args.template
     if args.sender:
         payload["from"] = args.sender
+    if args.broadcast:
+        payload["stream"] = "broadcast"
     return payload
 
 
@@ -420,6 +422,12 @@ def _job_options(send):
         help="a custom header, e.g. X-Campaign=spring (repeatable)",
     )
     send.add_argument("--template", help="the template name (the service's default if unset)")
+    send.add_argument(
+        "--broadcast",
+        action="store_true",
+        help="a broadcast (newsletter) job: each message gets its recipient's one-click "
+        "unsubscribe link",
+    )
 
 
 def main(argv=None):

@@ -23,6 +23,7 @@ from ..mail.dkim import signed
 from ..mail.messages import message_id
 from ..mail.templates import RenderError
 from ..mail.transports import ConnectionLost, DeliveryError
+from ..mail.unsubscribe import PREVIEW_JOB, UnsubscribeLinks
 from .records import FINAL_STATUSES
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,17 @@ class ChunkResult:
     interrupted: bool = False
     #: The job's record, when it was read (deadline, request id, ...).
     job: dict | None = None
+
+
+_COPIES = ("cc", "bcc")
+
+
+def _addresses(recipient):
+    """A recipient's address, then its cc and bcc addresses, in the order they are read."""
+    yield recipient["email"]
+    for kind in _COPIES:
+        for copy in recipient.get(kind) or ():
+            yield copy["email"]
 
 
 class LeaseKeeper:
@@ -158,8 +170,17 @@ class Deliverer:
         metrics=None,
         pdf=None,
         signer=None,
+        suppressions=None,
+        unsubscribe_tokens=None,
+        unsubscribe_mailbox="",
     ):
         self.store = store
+        #: The suppression lists (``jobs.suppressions.SuppressionStore``); None checks none.
+        self.suppressions = suppressions
+        #: Mints broadcast messages' unsubscribe tokens (``mail.unsubscribe``); None: no links.
+        self.unsubscribe_tokens = unsubscribe_tokens
+        #: The mailbox List-Unsubscribe also offers (``emailsvc.unsubscribe.mailbox``).
+        self.unsubscribe_mailbox = unsubscribe_mailbox
         #: Counts outcomes recorded here (``emailsvc.metrics.Metrics``); None counts nothing.
         self.metrics = metrics if metrics is not None else _NoMetrics()
         self.templates = templates
@@ -173,10 +194,20 @@ class Deliverer:
         #: The DKIM keys of the sender domains (``mail.dkim.DKIMSigner``); None signs nothing.
         self.signer = signer
 
-    def composer(self, job, date):
+    def composer(self, job, date, job_id=PREVIEW_JOB):
         """The ``Composer`` of a job's messages, with its stored content decoded once."""
         content = load_content(job.get("stored_content"))
-        return Composer(self.templates, job, content, self._sender(job), date, self.pdf)
+        links = None
+        if job.get("stream") == "broadcast" and self.unsubscribe_tokens is not None:
+            links = UnsubscribeLinks(
+                self.unsubscribe_tokens,
+                job.get("client", ""),
+                job_id,
+                job.get("unsubscribe_base", ""),
+                self.unsubscribe_mailbox,
+            )
+        sender = self._sender(job)
+        return Composer(self.templates, job, content, sender, date, self.pdf, links)
 
     def deliver_chunk(self, job_id, offset, count):
         """Deliver the recipients ``offset .. offset+count-1`` that have no outcome yet.
@@ -206,13 +237,15 @@ class Deliverer:
 
     def _deliver(self, job_id, offset, job, todo, lease):
         result = ChunkResult()
+        if self.suppressions is not None and todo:
+            todo = self._unsuppressed(job_id, job, todo, result)
         if not todo:
             return result
         started = time.monotonic()
         date = datetime.now(UTC)
         try:
             # Once per chunk: the job's content read and decoded, its attachments built.
-            composer = self.composer(job, date)
+            composer = self.composer(job, date, job_id)
         except (ValueError, TypeError, KeyError) as exc:
             log.exception("job %s: its stored content cannot be read", job_id)
             error = DeliveryError(None, f"message could not be built: {exc}", permanent=True)
@@ -264,6 +297,47 @@ class Deliverer:
             time.monotonic() - started,
         )
         return result
+
+    def _unsuppressed(self, job_id, job, todo, result):
+        """The chunk's recipients less those suppressed since the job was accepted.
+
+        One Redis read for the whole chunk, over every address (copies too). Each
+        suppressed recipient is recorded failed (and suppressed), once, and not sent to;
+        a suppressed cc or bcc address is left out of its recipient's message.
+        """
+        addresses = [address for _, recipient in todo for address in _addresses(recipient)]
+        reasons = iter(self.suppressions.reasons(job.get("client", ""), addresses))
+        ignored = set((job.get("ignore_suppressions") or "").split())
+
+        def blocked():
+            reason = next(reasons)
+            return reason if reason is not None and reason not in ignored else None
+
+        left, copies_left_out = [], 0
+        for index, recipient in todo:
+            reason = blocked()
+            # Read in the order of _addresses: the recipient, its cc, its bcc.
+            kept = {
+                kind: [c for c in recipient.get(kind) or () if not blocked()] for kind in _COPIES
+            }
+            if reason is not None:
+                if self.store.record_suppressed(job_id, index, recipient["email"], reason) == 1:
+                    self.metrics.message_failed(None)
+                result.failed += 1
+                continue
+            dropped = sum(len(recipient.get(kind) or ()) - len(kept[kind]) for kind in _COPIES)
+            if dropped:
+                copies_left_out += dropped
+                recipient = {**recipient, **kept}
+            left.append((index, recipient))
+        if len(left) < len(todo) or copies_left_out:
+            log.info(
+                "job %s: %d suppressed recipients not sent to, %d suppressed copies left out",
+                job_id,
+                len(todo) - len(left),
+                copies_left_out,
+            )
+        return left
 
     def _send_over_one_connection(self, run):
         """Send the chunk's next recipients over one session until none is left."""

@@ -26,10 +26,28 @@ CONFIRM_SECONDS = 2.0
 CONFIRM_INTERVAL = 0.25
 
 
-def submit(assembly, body, client, request_id=None):
+def suppressed_recipients(assembly, body, client):
+    """``{index: reason}`` of the job's recipients that ``client`` has suppressed.
+
+    One Redis round trip. Reasons the job ignores (``ignore_suppressions``) do not count.
+    """
+    recipients = body["recipients"]
+    reasons = assembly.suppressions.reasons(client, [r["email"] for r in recipients])
+    ignored = set(body.get("ignore_suppressions", ()))
+    return {
+        index: reason
+        for index, reason in enumerate(reasons)
+        if reason is not None and reason not in ignored
+    }
+
+
+def submit(assembly, body, client, request_id=None, suppressed=None, public_url=""):
     """Record ``client``'s job for ``body`` and have it started; return the job's id.
 
-    Raises the Redis error when the job was not recorded: then nothing will be sent.
+    ``suppressed`` (``suppressed_recipients``) are recorded failed at once; a broadcast
+    job's unsubscribe links start with ``emailsvc.public_url``, else with ``public_url``
+    (the URL the client reached this service at). Raises the Redis error when the job
+    was not recorded: then nothing will be sent.
     """
     job_id = new_id()
     settings = assembly.settings
@@ -42,7 +60,12 @@ def submit(assembly, body, client, request_id=None):
         "sender": body.get("from", ""),
         # Lets the worker's log lines for this job name the request that created it.
         "request_id": request_id or "",
+        "stream": body.get("stream", "transactional"),
+        # The worker checks the suppression list again, ignoring the same reasons.
+        "ignore_suppressions": " ".join(body.get("ignore_suppressions", ())),
     }
+    if message["stream"] == "broadcast":
+        message["unsubscribe_base"] = settings["emailsvc.public_url"] or public_url
     now = time.time()
     deadline = now + settings["emailsvc.delivery_lifetime_seconds"]
     first_look = now + assembly.jobs.stall
@@ -57,6 +80,7 @@ def submit(assembly, body, client, request_id=None):
             first_look,
             # HTML, attachments, headers: stored once beside the job, never in a task.
             content=dump_content(body),
+            suppressed=suppressed,
         )
     except RedisError:
         if not recorded_after_all(assembly, job_id):

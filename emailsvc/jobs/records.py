@@ -1,9 +1,11 @@
 """Job records in Redis: a job's content, its chunks, per-recipient outcomes and its status.
 
 Layout, under the configured prefix P (every key of a job expires with the job):
-- ``P job:<id>``            hash: total, sent, failed, status, timestamps, the message
-                            fields, client, sender, request id, chunk size, delivery
-                            deadline, and while retrying ``last_error``/``next_attempt_at``
+- ``P job:<id>``            hash: total, sent, failed, suppressed (a part of failed),
+                            status, timestamps, the message fields, client, sender,
+                            stream, ignored suppression reasons, the unsubscribe links'
+                            base URL, request id, chunk size, delivery deadline, and while
+                            retrying ``last_error``/``next_attempt_at``
 - ``P job:<id>:recipients`` list: one entry per recipient, in order; stored once, chunks
                             read their slice of it. A bare address when the recipient
                             has nothing but its address, else its JSON object
@@ -38,14 +40,15 @@ FINAL_STATUSES = ("sent", "partially_failed", "failed", "cancelled")
 # One recipient's outcome, applied atomically: the outcome is written once (HSETNX), so a
 # chunk redelivered after a crash cannot count a recipient twice; counters, status and
 # timestamps follow in the same step, so readers never see sent + failed + pending != total.
-# The job's next watchdog look moves past this progress. Returns -1 (no job), 0 (already
-# recorded) or 1.
+# The job's next watchdog look moves past this progress. ARGV[8], when '1', counts the
+# failure as suppressed too. Returns -1 (no job), 0 (already recorded) or 1.
 _RECORD_OUTCOME = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 local ttl = tonumber(ARGV[5])
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+if ARGV[8] == '1' then redis.call('HINCRBY', KEYS[1], 'suppressed', 1) end
 if ARGV[2] == 'failed' then
   redis.call('RPUSH', KEYS[3], ARGV[3])
   redis.call('EXPIRE', KEYS[3], ttl)
@@ -133,10 +136,13 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], later, member) end
 return due
 """
 
-# Forget a job that was accepted while its client was told it was not (see revoke()).
+# Forget a job that was accepted while its client was told it was not (see revoke()). A
+# job has begun once a message was sent or failed otherwise than by a suppression (those
+# are recorded when the job is accepted).
 _REVOKE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
-if redis.call('HLEN', KEYS[2]) > 0 then return -1 end
+local v = redis.call('HMGET', KEYS[1], 'total', 'sent', 'failed', 'suppressed')
+if not v[1] then return 1 end
+if tonumber(v[2]) > 0 or tonumber(v[3]) > tonumber(v[4] or 0) then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8])
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
@@ -147,6 +153,7 @@ _STATUS_FIELDS = (
     "total",
     "sent",
     "failed",
+    "suppressed",
     "status",
     "created_at",
     "updated_at",
@@ -204,6 +211,11 @@ def decode_recipient(stored):
     return {"email": stored, "name": "", "vars": {}}
 
 
+def suppressed_error(recipient, reason):
+    """The error of a recipient not sent to because its address is suppressed (JSON)."""
+    return json.dumps({"recipient": recipient, "code": None, "message": f"suppressed: {reason}"})
+
+
 def _summary(job_id, fields):
     """The counters and times of a job's status document, from its ``_STATUS_FIELDS``."""
     total, sent, failed = (int(fields[name]) for name in ("total", "sent", "failed"))
@@ -214,6 +226,8 @@ def _summary(job_id, fields):
         "sent": sent,
         "failed": failed,
         "pending": total - sent - failed,
+        # Recipients not sent to because they are suppressed: a part of ``failed``.
+        "suppressed": int(fields["suppressed"] or 0),
         "created_at": fields["created_at"],
         "updated_at": fields["updated_at"],
         "finished_at": fields["finished_at"] or None,
@@ -328,38 +342,64 @@ class JobStore:
 
     # --- accepting a job ---
 
-    def create(self, job_id, recipients, message, chunk_size, deadline, first_look, content=None):
+    def create(
+        self,
+        job_id,
+        recipients,
+        message,
+        chunk_size,
+        deadline,
+        first_look,
+        content=None,
+        suppressed=None,
+    ):
         """Record a new job, ``queued``, with its recipients and chunks, in one transaction.
 
         Either all of it is written or none: a job is never half-recorded. ``deadline`` is
         when its delivery lifetime ends; ``first_look`` when the watchdog first checks it.
         ``content`` (a string: HTML, attachments, ...) is stored once beside the job.
+        ``suppressed`` (``{index: reason}``) are the recipients found suppressed now: they
+        are recorded failed at once; a job of suppressed recipients only ends ``failed``.
         """
         now = self.clock()
+        suppressed = suppressed or {}
+        everyone = len(suppressed) == len(recipients)
         fields = {
             "total": len(recipients),
             "sent": 0,
-            "failed": 0,
-            "status": "queued",
+            "failed": len(suppressed),
+            "suppressed": len(suppressed),
+            "status": "failed" if everyone else "queued",
             "created_at": now_iso(now),
             "updated_at": now_iso(now),
-            "finished_at": "",
+            "finished_at": now_iso(now) if everyone else "",
             "chunk_size": chunk_size,
             "deadline": deadline,
             **message,
         }
-        keys = [self._key(job_id, part) for part in ("", ":recipients", ":chunks")]
-        chunks = {offset: f"q:{now:.3f}" for offset in chunk_offsets(len(recipients), chunk_size)}
+        keys = [self._key(job_id, part) for part in ("", ":recipients")]
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys[0], mapping=fields)
             pipe.rpush(keys[1], *map(encode_recipient, recipients))
-            pipe.hset(keys[2], mapping=chunks)
+            if not everyone:
+                # A job with nothing to send has no chunk, and nothing for the watchdog.
+                keys.append(self._key(job_id, ":chunks"))
+                offsets = chunk_offsets(len(recipients), chunk_size)
+                pipe.hset(keys[-1], mapping={offset: f"q:{now:.3f}" for offset in offsets})
+                pipe.zadd(self.watch_key, {job_id: first_look})
+            if suppressed:
+                keys += [self._key(job_id, ":outcomes"), self._key(job_id, ":errors")]
+                pipe.hset(keys[-2], mapping=dict.fromkeys(sorted(suppressed), "failed"))
+                errors = [
+                    suppressed_error(recipients[index]["email"], reason)
+                    for index, reason in sorted(suppressed.items())
+                ]
+                pipe.rpush(keys[-1], *errors)
             if content is not None:
                 keys.append(self._key(job_id, ":content"))
                 pipe.set(keys[-1], content)
             for key in keys:
                 pipe.expire(key, self.ttl)
-            pipe.zadd(self.watch_key, {job_id: first_look})
             pipe.zadd(self.index_key, {job_id: now})
             # The records of jobs older than the TTL are gone: so are their index entries.
             pipe.zremrangebyscore(self.index_key, "-inf", f"({now - self.ttl:.3f}")
@@ -461,8 +501,10 @@ class JobStore:
         next_look = self.clock() + self.stall
         return keys, [index, outcome, error, now_iso(), self.ttl, next_look, job_id]
 
-    def _outcome(self, job_id, index, outcome, error):
+    def _outcome(self, job_id, index, outcome, error, suppressed=False):
         keys, args = self._outcome_arguments(job_id, index, outcome, error)
+        if suppressed:
+            args.append("1")
         return self._record(keys=keys, args=args)
 
     def sent_recorder(self):
@@ -477,6 +519,14 @@ class JobStore:
         """Record that recipient ``index`` failed for good, with the SMTP code and message."""
         error = json.dumps({"recipient": recipient, "code": code, "message": message})
         return self._outcome(job_id, index, "failed", error)
+
+    def record_suppressed(self, job_id, index, recipient, reason):
+        """Record that recipient ``index`` was not sent to: its address is suppressed.
+
+        A failure like another (code null), counted in ``suppressed`` too.
+        """
+        error = suppressed_error(recipient, reason)
+        return self._outcome(job_id, index, "failed", error, suppressed=True)
 
     def schedule_retry(self, job_id, offset, count, attempt, due, error):
         """Put the chunk in the retry schedule, due at ``due``; the job says why and when."""

@@ -25,6 +25,7 @@ from .html_text import html_to_text
 from .messages import build_message
 from .plaintext import plain_frame
 from .templates import RenderError
+from .unsubscribe import LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK, OWNED_BY_JOB
 
 # A placeholder of a PDF's filename: ``${order}`` takes the recipient's var ``order``.
 # Replaced as text, never compiled: a filename is no template.
@@ -90,7 +91,7 @@ def pdf_filename(pattern, variables):
 class Composer:
     """Builds the messages of one job; made once per chunk, used for each recipient."""
 
-    def __init__(self, templates, job, content, sender, date, pdf=None):
+    def __init__(self, templates, job, content, sender, date, pdf=None, unsubscribe=None):
         self.templates = templates
         self.template = job["template"]
         self.subject = job["subject"]
@@ -104,6 +105,12 @@ class Composer:
         self.reply_to = content.get("reply_to", "")
         self.headers = content.get("headers", {})
         self.pdf_attachments = content.get("pdf_attachments", [])
+        #: A broadcast job's ``UnsubscribeLinks``; None for a transactional job.
+        self.unsubscribe = unsubscribe if job.get("stream") == "broadcast" else None
+        named = {name.lower() for name in self.headers}
+        # A job that sets either List-Unsubscribe header owns both: the service adds neither.
+        self.adds_list_unsubscribe = self.unsubscribe is not None and not named & OWNED_BY_JOB
+        self.adds_precedence = self.unsubscribe is not None and "precedence" not in named
         self.inline, self.attached = [], []
         for attachment in content.get("attachments", []):
             part = attachment_part(attachment)
@@ -121,6 +128,8 @@ class Composer:
         """What the templates see for ``recipient``: its vars, then the shared names."""
         variables = {**(recipient.get("vars") or {}), **self.shared}
         variables.update(to=recipient["email"], name=recipient.get("name") or "")
+        links = self.unsubscribe
+        variables["unsubscribe_url"] = links.url(recipient["email"]) if links else ""
         return variables
 
     def parts(self, recipient):
@@ -163,7 +172,7 @@ class Composer:
         if recipient.get("cc"):
             msg["Cc"] = [_address(copy) for copy in recipient["cc"]]
         # Bcc addresses are in the envelope only: no header names them.
-        self.add_job_headers(msg)
+        self.add_job_headers(msg, recipient)
         if html:
             msg.add_alternative(html, subtype="html", charset="utf-8")
             if self.inline:
@@ -182,12 +191,19 @@ class Composer:
                 msg.attach(part)
         return msg
 
-    def add_job_headers(self, msg):
-        """Add the headers every message of the job carries: Reply-To, the job's own."""
+    def add_job_headers(self, msg, recipient):
+        """Add the headers every message of the job carries: Reply-To, the job's own, and
+        a broadcast's List-Unsubscribe (the recipient's own link), List-Unsubscribe-Post
+        and Precedence."""
         if self.reply_to:
             msg["Reply-To"] = _address({"email": self.reply_to})
         for name, value in self.headers.items():
             msg[name] = value
+        if self.adds_list_unsubscribe:
+            msg[LIST_UNSUBSCRIBE] = self.unsubscribe.header(recipient["email"])
+            msg[LIST_UNSUBSCRIBE_POST] = ONE_CLICK
+        if self.adds_precedence:
+            msg["Precedence"] = "bulk"
 
     @cached_property
     def frame(self):

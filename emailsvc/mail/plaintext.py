@@ -4,7 +4,8 @@ Building an ``EmailMessage`` and flattening it costs about a millisecond per mes
 almost all of it in headers that are the same for every recipient of a chunk (From,
 Subject, Date, Reply-To, the job's own headers). A ``PlainTextFrame`` folds those once,
 through the same ``policy.SMTP`` objects the ``Composer`` uses, and then writes each
-recipient's message by joining bytes: its To and Message-ID lines and its body, encoded
+recipient's message by joining bytes: its To and Message-ID lines (and a broadcast's
+List-Unsubscribe, the recipient's own link) and its body, encoded
 as ``EmailMessage.set_content`` encodes a short-lined text (7bit or 8bit).
 
 Only messages whose result is certain take this path: a text job (no HTML, attachment
@@ -32,6 +33,8 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 # The placeholders the prototype message carries where each recipient's values go.
 _PROTO_TO = {"email": "to@frame.invalid"}
 _PROTO_ID = "<id@frame.invalid>"
+# The headers each recipient's message has its own line of (List-Unsubscribe: its link).
+_SLOTS = ("to", "message-id", "content-transfer-encoding", "list-unsubscribe")
 
 
 def plain_frame(composer):
@@ -55,15 +58,16 @@ class PlainTextFrame:
         proto = build_message(
             composer.sender, _PROTO_TO, composer.subject, "", now=composer.date, msgid=_PROTO_ID
         )
-        composer.add_job_headers(proto)
+        composer.add_job_headers(proto, _PROTO_TO)
+        self.unsubscribe = composer.unsubscribe if composer.adds_list_unsubscribe else None
+        # A job's own List-Unsubscribe is the same for every recipient: no slot then.
+        slots = _SLOTS if self.unsubscribe is not None else _SLOTS[:-1]
         self.lines = []
         for name, value in proto.raw_items():
             folded = SMTP.fold_binary(name, value)
             # A slot is its header's name; a line shared by every recipient is bytes.
             slot = name.lower()
-            self.lines.append(
-                slot if slot in ("to", "message-id", "content-transfer-encoding") else folded
-            )
+            self.lines.append(slot if slot in slots else folded)
 
     def build(self, recipient, msgid, text):
         """The message's bytes, or None when it must be built as an ``EmailMessage``."""
@@ -88,5 +92,8 @@ class PlainTextFrame:
             "message-id": message_id.encode("ascii") + _CRLF,
             "content-transfer-encoding": b"Content-Transfer-Encoding: " + cte + _CRLF,
         }
+        if self.unsubscribe is not None:
+            header = self.unsubscribe.header(email)
+            slots["list-unsubscribe"] = SMTP.fold_binary(header.name, header)
         head = b"".join(slots[line] if isinstance(line, str) else line for line in self.lines)
         return head + _CRLF + _CRLF.join(body) + _CRLF

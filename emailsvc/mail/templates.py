@@ -23,7 +23,17 @@ _WHITE_SPACE = re.compile(r"\s+")
 
 # Names every template receives; a recipient's ``vars`` may not shadow them (nor the
 # names Chameleon itself binds in a template's scope).
-CORE_VARIABLES = ("to", "name", "sender", "subject", "content", "html", "date")
+# ``unsubscribe_url`` is a broadcast recipient's own unsubscribe page (empty otherwise).
+CORE_VARIABLES = (
+    "to",
+    "name",
+    "sender",
+    "subject",
+    "content",
+    "html",
+    "date",
+    "unsubscribe_url",
+)
 RESERVED_VARIABLES = frozenset(
     CORE_VARIABLES
     + ("vars", "default", "nothing", "repeat", "template", "macros", "attrs", "econtext")

@@ -6,6 +6,7 @@ SMTP; what is accepted arrives exactly as sent, never interpreted.
 
 import base64
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -212,7 +213,16 @@ def rich_corpus():
         yield dict(GOOD, pdf_attachments=[{"template": template, "filename": "a.pdf"}])
 
 
+HOSTILE_STREAMS = ["", "Broadcast", "broadcast\r\n", "bulk", 1, None, ["broadcast"]]
+HOSTILE_IGNORED = [["unsubscribed"], ["complained"], ["bounced"], ["manual", "x"], "manual"]
+HOSTILE_IGNORED += [[None], [["manual"]], {"manual": True}, ["MANUAL"], ["manual\n"]]
+
+
 def corpus():
+    for stream in HOSTILE_STREAMS:
+        yield dict(GOOD, stream=stream)
+    for ignored in HOSTILE_IGNORED:
+        yield dict(GOOD, ignore_suppressions=ignored)
     for subject in HOSTILE_SUBJECTS:
         yield dict(GOOD, subject=subject)
     for address in HOSTILE_ADDRESSES:
@@ -309,3 +319,17 @@ def test_a_non_ascii_subject_is_encoded_and_decodes_to_itself(app, start_worker,
     (_, _, msg) = smtp_server.messages[0]
     assert msg["Subject"] == subject
     assert "Bcc" not in msg and len(msg.get_all("To")) == 1
+
+
+def test_hostile_addresses_on_the_suppression_list_get_4xx_and_record_nothing(
+    app, redis_client, redis_prefix
+):
+    for address in HOSTILE_ADDRESSES + ["", "a" * 300 + "@example.org", "%00", "../etc"]:
+        path = "/suppressions/" + quote(address, safe="")
+        for method in ("put", "get", "delete"):
+            response = getattr(app, method)(path, expect_errors=True)
+            assert response.status_int in (400, 404), (address, method, response.status)
+            assert response.json["status"] == "error"
+    for query in ("reason=x", "reason=manual%0A", "limit=-1", "limit=1e3", "cursor=" + "a" * 500):
+        assert app.get("/suppressions?" + query, expect_errors=True).status_int == 400, query
+    assert sorted(redis_client.scan_iter(match=redis_prefix + "supp:*")) == []
