@@ -14,6 +14,7 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -21,6 +22,14 @@ _context = contextvars.ContextVar("emailsvc_log_context", default=None)
 
 # The order in which context fields are written, and their names in the line.
 FIELDS = ("request", "job")
+
+_ADDRESS = re.compile(r"[^\s<>\"',;:/]+@[^\s<>\"',;:/]+")
+
+
+def redacted(text):
+    """``text`` with every email address replaced, for log lines (SMTP replies and URLs
+    such as ``/suppressions/{email}`` name them)."""
+    return _ADDRESS.sub("<address>", text)
 
 
 @contextmanager

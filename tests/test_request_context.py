@@ -58,6 +58,28 @@ def test_errors_are_logged_with_their_status_and_no_client_data(app, request_lin
         assert secret not in logged
 
 
+def test_an_address_in_the_path_is_not_logged(app, request_lines, caplog):
+    app.put("/suppressions/ana.secret@example.org", status=201)
+    app.get("/suppressions/ana.secret%40example.org", status=200)
+    app.get("/nowhere/ana.secret@example.org", status=404)
+    lines = request_lines()
+    assert [line.split()[:3] for line in lines] == [
+        ["PUT", "/suppressions/<address>", "201"],
+        ["GET", "/suppressions/<address>", "200"],
+        ["GET", "/nowhere/<address>", "404"],
+    ]
+    assert "ana.secret" not in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/email/%ff", "/suppressions/%C3%28", "/%ff%fe?x=1"])
+def test_a_path_that_is_not_utf8_is_answered_400_and_logged(app, request_lines, path):
+    response = app.get(path, status=400)
+    assert response.json["errors"][0]["location"] == "path"
+    assert response.headers["X-Request-ID"]
+    [line] = request_lines()
+    assert line.startswith("GET <a path that is not UTF-8> 400 ")
+
+
 def test_a_well_formed_request_id_is_kept_and_returned(app, request_lines):
     response = app.post_json("/email", BODY, headers={"X-Request-ID": "nginx-7f3a.1"}, status=202)
     assert response.headers["X-Request-ID"] == "nginx-7f3a.1"

@@ -20,6 +20,8 @@ from pyramid.security import forget
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 from redis.exceptions import RedisError
 
+from ..logs import redacted
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
@@ -100,7 +102,7 @@ def http_error(exc, request):
 @exception_view_config(Exception)
 def unexpected_error(exc, request):
     """Anything unexpected: 500 in the API's format, the traceback in the log only."""
-    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    log.error("unexpected error on %s %s", request.method, redacted(request.path), exc_info=exc)
     return error_response(
         HTTPInternalServerError, "", "", "Internal error; it was logged, try again later"
     )

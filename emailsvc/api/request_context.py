@@ -7,7 +7,9 @@ the job record, so the worker's lines for that job carry it too. Views add the j
 with ``emailsvc.logs.bind(job=...)``.
 
 Only these fields are logged: never bodies, query strings or headers, which may carry
-addresses, message text or credentials.
+addresses, message text or credentials; an address in the path (``/suppressions/{email}``)
+is replaced by ``<address>``. A path that is not UTF-8 once percent-decoded cannot name
+anything the service has: it is answered 400 before any view runs.
 """
 
 import logging
@@ -15,7 +17,10 @@ import re
 import time
 import uuid
 
-from ..logs import current, log_context
+from pyramid.httpexceptions import HTTPBadRequest
+
+from ..logs import current, log_context, redacted
+from .errors import error_response
 
 log = logging.getLogger("emailsvc.requests")
 
@@ -30,6 +35,24 @@ def request_id_of(request):
     return given if _WELL_FORMED.match(given) else uuid.uuid4().hex
 
 
+def logged_path(request):
+    """The request's path as its log line shows it: addresses replaced."""
+    try:
+        return redacted(request.path)
+    except UnicodeDecodeError:
+        return "<a path that is not UTF-8>"
+
+
+def _undecodable_path(request):
+    try:
+        request.path_info  # noqa: B018 - decoding it is the check
+    except UnicodeDecodeError:
+        return error_response(
+            HTTPBadRequest, "path", "", "The URL's path is not UTF-8 once percent-decoded"
+        )
+    return None
+
+
 def request_context_tween_factory(handler, registry):
     """A tween that gives each request its id and logs it once it has its final status."""
 
@@ -39,7 +62,7 @@ def request_context_tween_factory(handler, registry):
         response = None
         with log_context(request=request.request_id):
             try:
-                response = handler(request)
+                response = _undecodable_path(request) or handler(request)
                 response.headers[HEADER] = request.request_id
                 return response
             finally:
@@ -48,7 +71,7 @@ def request_context_tween_factory(handler, registry):
                 log.info(
                     "%s %s %d %.1f ms",
                     request.method,
-                    request.path,
+                    logged_path(request),
                     status,
                     (time.monotonic() - started) * 1000,
                     # Also on the record itself, for handlers that do not use our formatter.

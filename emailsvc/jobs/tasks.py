@@ -13,7 +13,6 @@ messages stay small: a job's content lives in Redis, tasks carry ids and offsets
 
 import logging
 import random
-import re
 import time
 from urllib.parse import quote
 
@@ -22,13 +21,12 @@ from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from ..logs import log_context
+from ..logs import log_context, redacted
 
 log = logging.getLogger(__name__)
 
 START_JOB = "emailsvc.start_job"
 DELIVER_CHUNK = "emailsvc.deliver_chunk"
-_ADDRESS = re.compile(r"[^\s<>\"',;:]+@[^\s<>\"',;:]+")
 
 
 class EmailsvcCelery(Celery):
@@ -205,11 +203,6 @@ def backoff_seconds(settings, attempt, rand=random.random):
     delay = min(delay, settings["emailsvc.retry.max_delay_seconds"])
     # Jitter spreads the retries of many chunks that failed together (a relay restart).
     return max(0.1, delay * (0.8 + 0.4 * rand()))
-
-
-def redacted(text):
-    """``text`` with every email address replaced, for log lines (SMTP replies name them)."""
-    return _ADDRESS.sub("<address>", text)
 
 
 def deliver_chunk(task, job_id, offset, count, attempt=0):
