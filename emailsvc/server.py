@@ -17,6 +17,8 @@ import threading
 
 import waitress
 
+from .jobs.durability import warn_if_forgetful
+
 # Environment variables that override a waitress setting of the ini's [server:main].
 ENVIRONMENT = {
     "EMAILSVC_HTTP_HOST": "host",
@@ -68,6 +70,9 @@ def serve(app, global_conf, **settings):
                 # pserve turns SystemExit into status 0; this server started nothing and
                 # changed nothing, so it can end at once with a failure status.
                 os._exit(1)
+        assembly = getattr(getattr(app, "registry", None), "emailsvc", None)
+        if assembly is not None:
+            warn_if_forgetful(assembly.redis)
         _announce_dashboard(app, options)
         waitress.serve(app, **options)
     finally:

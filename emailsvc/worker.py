@@ -15,6 +15,7 @@ from celery import signals
 from click import Option
 
 from .assembly import assemble
+from .jobs.durability import warn_if_forgetful
 from .jobs.tasks import new_celery_app
 from .logs import use_format
 from .metrics import start_worker_exporter
@@ -64,6 +65,13 @@ def _setup_logging(loglevel=None, **kwargs):
         logging.basicConfig(level=loglevel or logging.WARNING)
     if app.assembly is not None:
         use_format(app.assembly.settings["emailsvc.log_format"])
+
+
+@signals.worker_init.connect
+def _check_redis_persistence(sender=None, **kwargs):
+    """In the worker's main process: warn once when Redis may lose what it acknowledged."""
+    if app.assembly is not None:
+        warn_if_forgetful(app.assembly.redis)
 
 
 @signals.worker_init.connect
