@@ -29,6 +29,7 @@ from .mail.pdf import pdf_renderer
 from .mail.templates import Templates
 from .mail.transports import transport_from_settings
 from .mail.unsubscribe import UnsubscribeTokens
+from .mail.verp import VerpAddresses, VerpTokens
 from .metrics import Metrics
 from .settings import Settings, SettingsError, load
 
@@ -46,6 +47,8 @@ class Assembly:
     suppressions: SuppressionStore
     #: Mints and reads the tokens of broadcast messages' unsubscribe links.
     unsubscribe: UnsubscribeTokens
+    #: The VERP envelope senders under ``emailsvc.bounce_domain``; None when it is empty.
+    verp: VerpAddresses | None
     templates: Templates
     transport: object
     sender: Address
@@ -142,6 +145,11 @@ def assemble(settings, celery_app=None):
     secret = settings["emailsvc.unsubscribe.secret"]
     # Asked on first use: a process starts without Redis, as before.
     tokens = UnsubscribeTokens(lambda: secret or suppressions.generated_secret())
+    verp = None
+    if settings["emailsvc.bounce_domain"]:
+        # The same secret, another derived key: one secret for the operator to keep.
+        verp_tokens = VerpTokens(lambda: secret or suppressions.generated_secret())
+        verp = VerpAddresses(verp_tokens, settings["emailsvc.bounce_domain"])
     templates = Templates(settings["emailsvc.template_dir"])
     transport = transport_from_settings(settings)
     sender = sender_address(settings["emailsvc.sender"], settings["emailsvc.sender_name"])
@@ -155,6 +163,7 @@ def assemble(settings, celery_app=None):
         jobs=jobs,
         suppressions=suppressions,
         unsubscribe=tokens,
+        verp=verp,
         templates=templates,
         transport=transport,
         sender=sender,
@@ -173,6 +182,7 @@ def assemble(settings, celery_app=None):
             suppressions=suppressions,
             unsubscribe_tokens=tokens,
             unsubscribe_mailbox=settings["emailsvc.unsubscribe.mailbox"],
+            verp=verp,
         ),
         pdf=pdf,
         dkim=signer,

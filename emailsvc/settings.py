@@ -189,6 +189,14 @@ def public_url(value):
     return text.rstrip("/")
 
 
+def domain(value):
+    """Empty, or one ASCII domain name (IDNA A-labels), lower-cased."""
+    name = str(value).strip().lower()
+    if name and not _DOMAIN.match(name):
+        raise ValueError("must be an ASCII domain name such as bounces.example.com")
+    return name
+
+
 def mailbox(value):
     """Empty, or one plain ASCII address (``unsubscribe@example.com``)."""
     text = str(value).strip()
@@ -433,6 +441,28 @@ SETTINGS = (
         "",
         "when set, List-Unsubscribe also offers `mailto:` this address (with the token in "
         "the subject); reading that mailbox is the operator's",
+    ),
+    _s(
+        "bounce_domain",
+        domain,
+        "",
+        "when set, each message's envelope sender is `bounces+<token>@` this domain (VERP), "
+        "whose MX is `emailsvc-bounces` (docs/DELIVERABILITY.md); empty = `emailsvc.sender`",
+    ),
+    _s("bounces.host", text, "127.0.0.1", "where `emailsvc-bounces` listens for SMTP"),
+    _s("bounces.port", integer(1), "8025", "its port"),
+    _s(
+        "bounces.dead_letter_dir",
+        text,
+        "var/bounces",
+        "folder where `emailsvc-bounces` keeps, as `.eml` files, the mail it could not act "
+        "on (unparseable, not a report, a token that does not verify, an expired job)",
+    ),
+    _s(
+        "bounces.max_message_bytes",
+        integer(1024),
+        "10485760",
+        "largest message `emailsvc-bounces` accepts (552 above)",
     ),
     _s("max_recipients", integer(1), "10000", "recipients per job"),
     _s(

@@ -9,9 +9,11 @@ import redis
 from emailsvc.jobs.delivery import Deliverer
 from emailsvc.jobs.records import JobStore, new_id
 from emailsvc.jobs.suppressions import SuppressionStore
+from emailsvc.mail.compose import dump_content
 from emailsvc.mail.messages import sender_address
 from emailsvc.mail.templates import Templates
 from emailsvc.mail.transports import SMTPTransport
+from emailsvc.mail.verp import VerpAddresses, VerpTokens
 from emailsvc.settings import load
 from tests.harness import free_port
 
@@ -265,3 +267,38 @@ def test_suppressed_copies_are_left_out_of_their_recipients_message(
     # Bo's own suppression kept his message, and his copy's, from being sent.
     doc = deliverer.store.status(job, "acme")
     assert (doc["sent"], doc["failed"], doc["suppressed"]) == (1, 1, 1)
+
+
+def test_the_envelope_sender_is_each_messages_verp_address_when_a_bounce_domain_is_set(
+    make_deliverer, smtp_server
+):
+    deliverer = make_deliverer(smtp_server.port)
+    deliverer.verp = VerpAddresses(VerpTokens(lambda: "secret"), "bounces.example.com")
+    store = deliverer.store
+    # A text job takes the plain-text path (bytes); a job with HTML the EmailMessage path.
+    text_job = create(store, recipients("a@example.org", "b@example.org"))
+    html_job = new_id()
+    content = dump_content({"content": "Body", "html": "<p>Body</p>"})
+    chunk = recipients("c@example.org")
+    store.create(html_job, chunk, MESSAGE, 100, time.time() + 60, time.time() + 30, content)
+    assert deliverer.deliver_chunk(text_job, 0, 2).sent == 2
+    assert deliverer.deliver_chunk(html_job, 0, 1).sent == 1
+    senders = [mail_from for mail_from, _, _ in smtp_server.messages]
+    assert [deliverer.verp.read(sender) for sender in senders] == [
+        (text_job, 0),
+        (text_job, 1),
+        (html_job, 0),
+    ]
+    assert all(sender.endswith("@bounces.example.com") for sender in senders)
+    # Only the envelope: the From header stays the sender's, and DKIM aligns with it.
+    for _, _, msg in smtp_server.messages:
+        assert msg["From"].addresses[0].addr_spec == "emailsvc@localhost"
+        assert "Return-Path" not in msg
+    assert smtp_server.messages[2][2].get_content_type() == "multipart/alternative"
+
+
+def test_the_envelope_sender_is_the_sender_without_a_bounce_domain(make_deliverer, smtp_server):
+    deliverer = make_deliverer(smtp_server.port)
+    job = create(deliverer.store, recipients("a@example.org"))
+    deliverer.deliver_chunk(job, 0, 1)
+    assert [mail_from for mail_from, _, _ in smtp_server.messages] == ["emailsvc@localhost"]

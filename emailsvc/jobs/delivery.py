@@ -173,8 +173,11 @@ class Deliverer:
         suppressions=None,
         unsubscribe_tokens=None,
         unsubscribe_mailbox="",
+        verp=None,
     ):
         self.store = store
+        #: The VERP envelope senders (``mail.verp.VerpAddresses``); None: ``sender``'s address.
+        self.verp = verp
         #: The suppression lists (``jobs.suppressions.SuppressionStore``); None checks none.
         self.suppressions = suppressions
         #: Mints broadcast messages' unsubscribe tokens (``mail.unsubscribe``); None: no links.
@@ -377,7 +380,7 @@ class Deliverer:
                     index, recipient = item
                     msgid = message_id(run.job_id, index, run.composer.sender.domain)
                     try:
-                        self._send_one(session, run, recipient, msgid, before_data)
+                        self._send_one(session, run, item, msgid, before_data)
                     except ConnectionLost as exc:
                         run.lost_connection(exc, (index, recipient))
                         return
@@ -398,7 +401,8 @@ class Deliverer:
             # The session could not be opened (or closed): others may go on without it.
             run.lost_connection(exc)
 
-    def _send_one(self, session, run, recipient, msgid, before_data=None):
+    def _send_one(self, session, run, item, msgid, before_data=None):
+        index, recipient = item
         composer = run.composer
         try:
             # Signed last, on the bytes the relay receives (a SigningError is a ValueError).
@@ -411,10 +415,13 @@ class Deliverer:
             raise DeliveryError(
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
+        # The envelope only: the From header (and so DKIM's alignment) stays the sender's.
+        if self.verp is not None:
+            envelope_from = self.verp.address(run.job_id, index)
+        else:
+            envelope_from = composer.sender.addr_spec
         with self.metrics.smtp_duration.time():
-            session.send(
-                msg, composer.sender.addr_spec, composer.envelope(recipient), msgid, before_data
-            )
+            session.send(msg, envelope_from, composer.envelope(recipient), msgid, before_data)
 
     def _sender(self, job):
         # A job's own "from" was checked against its client's allowed domains when accepted.
