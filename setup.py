@@ -28,6 +28,9 @@ requires = [
     "dkimpy[ed25519]>=1.1.8",
     # Reads DKIM private keys (PEM, RSA or Ed25519) and makes them (emailsvc-dkim-keygen).
     "cryptography>=42.0",
+    # The SMTP server of emailsvc-bounces, which receives bounces and complaints (and the
+    # tests' SMTP server). 1.4.6: the fix of its SMTP smuggling issue (CVE-2024-27305).
+    "aiosmtpd>=1.4.6",
 ]
 
 tests_require = [
@@ -36,7 +39,6 @@ tests_require = [
     "hypothesis>=6.100",
     "coverage>=7.10",
     "webtest>=3.0",
-    "aiosmtpd>=1.4.6",
     "ruff>=0.6",
     "pyyaml>=6.0",
     "jsonschema>=4.18",
@@ -92,6 +94,7 @@ setup(
             "emailsvc-client = emailsvc.cli.client:main",
             "emailsvc-keygen = emailsvc.cli.keygen:main",
             "emailsvc-dkim-keygen = emailsvc.cli.dkim_keygen:main",
+            "emailsvc-bounces = emailsvc.cli.bounces:main",
         ],
     },
 )

@@ -196,6 +196,30 @@ def assemble(settings, celery_app=None):
     return assembly
 
 
+def assemble_bounces(settings):
+    """The parts of ``emailsvc-bounces``: its aiosmtpd handler and its Redis client."""
+    from .bounces.actions import BounceActions
+    from .bounces.receiver import BounceHandler, DeadLetters
+
+    if not settings["emailsvc.bounce_domain"]:
+        raise SettingsError(
+            "emailsvc-bounces needs emailsvc.bounce_domain (EMAILSVC_BOUNCE_DOMAIN)"
+        )
+    if not settings["emailsvc.redis_url"]:
+        # The embedded Redis belongs to the serving pserve, which starts and stops it.
+        raise SettingsError("emailsvc-bounces needs emailsvc.redis_url (EMAILSVC_REDIS_URL)")
+    client = connect_redis(settings)
+    prefix = settings["emailsvc.redis_prefix"]
+    jobs = JobStore(client, prefix, settings["emailsvc.job_ttl_seconds"])
+    suppressions = SuppressionStore(client, prefix)
+    secret = settings["emailsvc.unsubscribe.secret"]
+    tokens = VerpTokens(lambda: secret or suppressions.generated_secret())
+    verp = VerpAddresses(tokens, settings["emailsvc.bounce_domain"])
+    actions = BounceActions(jobs, suppressions, verp)
+    handler = BounceHandler(actions, DeadLetters(settings["emailsvc.bounces.dead_letter_dir"]))
+    return handler, client
+
+
 def includeme(config):
     """Type the ini's settings, keep the Assembly (and the embedded services, when asked)."""
     settings = load(config.registry.settings)

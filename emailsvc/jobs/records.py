@@ -20,7 +20,13 @@ Layout, under the configured prefix P (every key of a job expires with the job):
                             n-th time
 - ``P job:<id>:lease:<off>`` string: the token of the worker delivering that chunk now
 - ``P job:<id>:outcomes``   hash: recipient index -> ``sent`` or ``failed``
-- ``P job:<id>:errors``     list: one JSON object per failed recipient, in order of failure
+- ``P job:<id>:errors``     list: one JSON object per failed recipient, in order of failure,
+                            then one per sent recipient whose message bounced later
+- ``P job:<id>:reports``    hash: ``<index>:<kind>`` -> 1, the bounces and complaints
+                            already counted (each once); the job hash counts them in
+                            ``bounced``, ``soft_bounced`` and ``complained``
+- ``P bounces:counts``      hash: report kind -> how many ``emailsvc-bounces`` received, for
+                            the whole deployment (``dead_letter`` included); no TTL
 - ``P jobs:watch``          sorted set: job id -> when the watchdog should look at it next
 - ``P jobs:retries``        sorted set: ``<id>:<offset>:<count>:<attempt>`` -> when it is due
 - ``P jobs:index``          sorted set: job id -> when it was created; members older than
@@ -146,6 +152,25 @@ if tonumber(v[2]) > 0 or tonumber(v[3]) > tonumber(v[4] or 0) then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8])
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
+return 1
+"""
+
+# A bounce or complaint report about recipient ARGV[1]: counted in the job's field ARGV[2]
+# (once per recipient and kind when ARGV[4] is '1'); a hard bounce's error ARGV[3] joins
+# the job's errors only if the recipient's outcome is ``sent``: the outcome itself, written
+# once, stays. Returns -1 (no job), 0 (already counted) or 1.
+_RECORD_REPORT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local ttl = redis.call('TTL', KEYS[1])
+if ARGV[4] == '1' then
+  if redis.call('HSETNX', KEYS[4], ARGV[1] .. ':' .. ARGV[2], 1) == 0 then return 0 end
+  if ttl > 0 then redis.call('EXPIRE', KEYS[4], ttl) end
+end
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], ARGV[1]) == 'sent' then
+  redis.call('RPUSH', KEYS[3], ARGV[3])
+  if ttl > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
+end
 return 1
 """
 
@@ -332,6 +357,9 @@ class JobStore:
         self._claim_due = redis.register_script(_CLAIM_DUE)
         self._revoke = redis.register_script(_REVOKE)
         self._mark_requeued = redis.register_script(_MARK_REQUEUED)
+        self._record_report = redis.register_script(_RECORD_REPORT)
+        #: What ``emailsvc-bounces`` received, by kind, for the whole deployment.
+        self.report_counts_key = f"{prefix}bounces:counts"
 
     def _key(self, job_id, part=""):
         return f"{self.prefix}job:{job_id}{part}"
@@ -527,6 +555,25 @@ class JobStore:
         """
         error = suppressed_error(recipient, reason)
         return self._outcome(job_id, index, "failed", error, suppressed=True)
+
+    def record_report(self, job_id, index, counter, error=None, once=True):
+        """Count a report about recipient ``index`` in the job's ``counter`` field.
+
+        ``error`` (a dict), when given, is added to the job's errors if the recipient's
+        outcome is ``sent``. Returns -1 (no job), 0 (counted before) or 1.
+        """
+        keys = [self._key(job_id), self._key(job_id, ":outcomes"), self._key(job_id, ":errors")]
+        keys.append(self._key(job_id, ":reports"))
+        args = [index, counter, json.dumps(error) if error else "", "1" if once else "0"]
+        return self._record_report(keys=keys, args=args)
+
+    def count_report(self, kind):
+        """Count one report ``emailsvc-bounces`` received, in the deployment's counts."""
+        self.redis.hincrby(self.report_counts_key, kind, 1)
+
+    def report_counts(self):
+        """``{kind: number}`` of the reports ``emailsvc-bounces`` received."""
+        return {kind: int(n) for kind, n in self.redis.hgetall(self.report_counts_key).items()}
 
     def schedule_retry(self, job_id, offset, count, attempt, due, error):
         """Put the chunk in the retry schedule, due at ``due``; the job says why and when."""
