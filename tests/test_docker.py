@@ -12,7 +12,7 @@ WORKER = ["celery", "-A", "emailsvc.worker", "worker", "--ini", "production.ini"
 
 def test_compose_has_the_five_services_with_their_ports_and_flower_on_demand():
     services = compose()["services"]
-    assert set(services) == {"nginx", "web", "worker", "redis", "mailpit", "flower"}
+    assert set(services) == {"nginx", "web", "worker", "redis", "mailpit", "flower", "bounces"}
     # Flower starts only with --profile monitoring, and listens on this machine only.
     assert services["flower"]["profiles"] == ["monitoring"]
     assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
@@ -22,6 +22,34 @@ def test_compose_has_the_five_services_with_their_ports_and_flower_on_demand():
     assert "1025" in services["mailpit"]["expose"]
     # Scalable with --scale worker=N: no fixed name and no published port.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+
+
+def test_the_bounce_receiver_runs_on_demand_from_the_same_image_and_settings():
+    services = compose()["services"]
+    bounces = services["bounces"]
+    assert bounces["profiles"] == ["bounces"]
+    assert bounces["command"] == ["emailsvc-bounces", "production.ini"]
+    assert bounces["image"] == services["web"]["image"]
+    environment = dict(
+        bounces["environment"],
+        EMAILSVC_API_KEYS="",
+        EMAILSVC_PUBLIC_URL="",
+        EMAILSVC_UNSUBSCRIBE_SECRET="",
+        EMAILSVC_BOUNCE_DOMAIN="bounces.example.org",
+    )
+    settings = from_ini(f"{ROOT}/production.ini", environment)
+    assert (settings["emailsvc.bounces.host"], settings["emailsvc.bounces.port"]) == (
+        "0.0.0.0",
+        2525,
+    )
+    assert bounces["ports"] == ["25:2525"]
+    assert (
+        f"bounces-dead-letter:{settings['emailsvc.bounces.dead_letter_dir']}"
+        in (bounces["volumes"])
+    )
+    # Web and worker get the bounce domain too: their envelope senders are the VERP ones.
+    for name in ("web", "worker"):
+        assert "EMAILSVC_BOUNCE_DOMAIN" in services[name]["environment"]
 
 
 def test_web_and_worker_run_the_documented_commands_from_one_image():
@@ -75,7 +103,9 @@ def test_every_service_restarts_and_web_and_worker_get_signals_and_health_checks
 def test_metrics_are_counted_per_container_and_the_workers_export_theirs():
     services = compose()["services"]
     # The API keys and the public URL come from docker/.env, unset here.
-    worker = dict(services["worker"]["environment"], EMAILSVC_API_KEYS="", EMAILSVC_PUBLIC_URL="")
+    # What docker/.env fills in, empty.
+    from_env = ("EMAILSVC_API_KEYS", "EMAILSVC_PUBLIC_URL", "EMAILSVC_BOUNCE_DOMAIN")
+    worker = dict(services["worker"]["environment"], **dict.fromkeys(from_env, ""))
     environment = load({}, worker)
     folder = environment["emailsvc.metrics.dir"]
     for name in ("web", "worker"):
