@@ -67,7 +67,7 @@ COURSE_VENV = bench/.venv-course
 COURSE_STAMP = $(COURSE_VENV)/.installed
 
 .PHONY: bench-install bench-p1 bench-p2 bench-p3 bench-p4 bench-p5 bench-dkim bench-aof
-.PHONY: bench-suppressions
+.PHONY: bench-suppressions bench-verp
 
 ## bench-install: the course's reference app into bench/.venv-course (tools: apt-get install postfix wrk nginx)
 bench-install: $(TEST_STAMP) $(COURSE_STAMP)
@@ -109,6 +109,10 @@ bench-aof: $(TEST_STAMP)
 ## bench-suppressions: a chunk's suppression check (one HMGET) and a broadcast message's unsubscribe link
 bench-suppressions: $(TEST_STAMP)
 	$(BIN)/python -m bench.suppressions
+
+## bench-verp: the cost per message of a VERP envelope sender (one process, no network)
+bench-verp: $(TEST_STAMP)
+	$(BIN)/python -m bench.verp
 
 ## clean: remove the virtualenv, var/ and every cache
 clean:

@@ -29,7 +29,8 @@ requires = [
     # Reads DKIM private keys (PEM, RSA or Ed25519) and makes them (emailsvc-dkim-keygen).
     "cryptography>=42.0",
     # The SMTP server of emailsvc-bounces, which receives bounces and complaints (and the
-    # tests' SMTP server). 1.4.6: the fix of its SMTP smuggling issue (CVE-2024-27305).
+    # tests' SMTP server). 1.4.6 and later carry the fixes of CVE-2024-27305 (SMTP
+    # smuggling) and CVE-2024-34083 (STARTTLS).
     "aiosmtpd>=1.4.6",
 ]
 
