@@ -65,3 +65,10 @@ def test_accepts_says_whether_an_address_is_ours_before_any_check(verp):
     assert verp.accepts("bounces+anything@bounces.example.com")
     assert not verp.accepts("postmaster@bounces.example.com")
     assert not verp.accepts("bounces+x@example.com")
+
+
+def test_a_non_ascii_sender_keeps_its_own_envelope_sender(verp):
+    job = new_id()
+    assert verp.read(verp.envelope_sender("noreply@example.com", job, 3)) == (job, 3)
+    # Its From header needs SMTPUTF8, which an ASCII envelope would not ask for.
+    assert verp.envelope_sender("josé@exämple.com", job, 3) == "josé@exämple.com"

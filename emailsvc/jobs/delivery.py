@@ -416,10 +416,9 @@ class Deliverer:
                 None, f"message could not be built: {exc}", permanent=True
             ) from exc
         # The envelope only: the From header (and so DKIM's alignment) stays the sender's.
+        envelope_from = composer.sender.addr_spec
         if self.verp is not None:
-            envelope_from = self.verp.address(run.job_id, index)
-        else:
-            envelope_from = composer.sender.addr_spec
+            envelope_from = self.verp.envelope_sender(envelope_from, run.job_id, index)
         with self.metrics.smtp_duration.time():
             session.send(msg, envelope_from, composer.envelope(recipient), msgid, before_data)
 

@@ -89,6 +89,14 @@ class VerpAddresses:
         """The envelope sender of recipient ``index``'s message in job ``job_id``."""
         return f"{LOCAL_PREFIX}{self.tokens.mint(job_id, index)}@{self.domain}"
 
+    def envelope_sender(self, sender, job_id, index):
+        """The envelope sender of a message from ``sender`` (its From address).
+
+        A non-ASCII sender keeps its own address: its From header can only be written
+        with SMTPUTF8, which ``smtplib`` asks for only when the envelope is not ASCII.
+        """
+        return self.address(job_id, index) if sender.isascii() else sender
+
     def read(self, address):
         """``(job_id, index)`` of a VERP address of this domain, or None for any other."""
         local, at, domain = str(address).rpartition("@")
