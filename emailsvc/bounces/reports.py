@@ -7,6 +7,9 @@ own headers is used: which message a report is about comes from the VERP token o
 An auto-reply or a bounce in prose (no ``multipart/report``) is not a report here.
 """
 
+import base64
+import binascii
+import quopri
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -56,10 +59,22 @@ def _address(value):
 def _blocks(part):
     """The header blocks of a ``message/delivery-status`` part, per-message block first."""
     payload = part.get_payload()
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding not in ("base64", "quoted-printable"):
+        return payload if isinstance(payload, list) else _split(str(payload))
+    # Some MTAs encode the part; the email package parses it as blocks all the same (of
+    # lines without headers): its text is put back together, then decoded.
     if isinstance(payload, list):
-        return payload
-    # Some MTAs send it base64 or quoted-printable encoded: the email package leaves it text.
-    text = part.get_payload(decode=True).decode("utf-8", "replace")
+        payload = "".join(block.as_string() for block in payload)
+    raw = str(payload).encode("ascii", "replace")
+    try:
+        data = base64.b64decode(raw) if encoding == "base64" else quopri.decodestring(raw)
+    except binascii.Error:
+        return []
+    return _split(data.decode("utf-8", "replace"))
+
+
+def _split(text):
     chunks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
     return [HeaderParser(policy=policy.default).parsestr(chunk + "\n") for chunk in chunks]
 
