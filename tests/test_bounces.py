@@ -242,6 +242,39 @@ def test_rcpt_to_any_other_address_is_refused(receiver):
     assert receiver.dead_letters.files() == []
 
 
+def test_while_redis_does_not_answer_reports_are_refused_for_later_not_lost(
+    bounce_settings, tmp_path
+):
+    down = {
+        **bounce_settings,
+        "emailsvc.redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        "emailsvc.redis_timeout_seconds": "0.5",
+    }
+    receiver = Receiver(down)
+    controller = Controller(receiver.handler, hostname="127.0.0.1", port=int(receiver.port))
+    controller.start()
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(receiver.port, receiver.verp.address(new_id(), 0), dsn("ana@example.org"))
+        assert refused.value.smtp_code == 451
+        # What needs no Redis is kept as ever; the uncounted count is only logged.
+        send(receiver.port, receiver.verp.address(new_id(), 0), b"garbage\r\n")
+    finally:
+        controller.stop()
+        receiver.redis.close()
+    assert len(receiver.dead_letters.files()) == 1
+
+
+def test_a_report_that_breaks_its_handling_is_kept_rather_than_refused(receiver, monkeypatch):
+    def broken(*args):
+        raise KeyError("client")
+
+    monkeypatch.setattr(receiver.jobs, "recipients", broken)
+    job = sent_job(receiver.jobs, "ana@example.org")
+    send(receiver.port, receiver.verp.address(job, 0), dsn("ana@example.org"))
+    assert b"could not be handled (KeyError" in dead_letter(receiver)
+
+
 def test_emailsvc_bounces_runs_as_its_own_process(
     bounce_settings, redis_client, redis_prefix, start_process, tmp_path
 ):

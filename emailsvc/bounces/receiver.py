@@ -79,7 +79,6 @@ class BounceHandler:
     def process(self, envelope):
         """The reply to one message: 250 when acted on or kept, 451 when Redis is down."""
         data = envelope.original_content or envelope.content
-        jobs = self.actions.jobs
         try:
             try:
                 report = parse_report(data)
@@ -90,18 +89,30 @@ class BounceHandler:
             for rcpt in envelope.rcpt_tos:
                 try:
                     log.info("report to %s: %s", rcpt, self.actions.handle(rcpt, report))
-                    jobs.count_report(report.kind)
+                    self._count(report.kind)
                 except DeadLetter as exc:
                     reasons.append(str(exc))
+                except RedisError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - kept rather than refused with a 500
+                    log.exception("the report to %s could not be handled", rcpt)
+                    reasons.append(f"could not be handled ({type(exc).__name__}: {exc})")
             if reasons:
                 path = self.dead_letters.keep(
                     data, "; ".join(reasons), envelope.mail_from, envelope.rcpt_tos
                 )
                 log.warning("kept in the dead-letter folder (%s): %s", "; ".join(reasons), path)
-                jobs.count_report("dead_letter")
+                self._count("dead_letter")
         except (RedisError, OSError):
             # Redis did not answer, or the dead-letter folder cannot be written: nothing
             # is lost, the sender keeps the report and tries again.
             log.exception("a report could not be recorded: the sender will try again")
             return "451 4.3.0 Temporary failure, try again later"
         return "250 OK"
+
+    def _count(self, kind):
+        # Counted after the fact: a count lost to Redis is no reason to have it sent again.
+        try:
+            self.actions.jobs.count_report(kind)
+        except RedisError:
+            log.warning("the %s report was not counted: Redis did not answer", kind)
