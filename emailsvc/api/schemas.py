@@ -658,6 +658,10 @@ class EmailStatusResponse(colander.MappingSchema):
     suppressed = colander.SchemaNode(
         colander.Int(), description="Failed recipients that were suppressed (a part of failed)"
     )
+    bounced = colander.SchemaNode(
+        colander.Int(),
+        description="Sent recipients whose message bounced later (a part of sent)",
+    )
     created_at = colander.SchemaNode(colander.String())
     updated_at = colander.SchemaNode(colander.String())
     finished_at = colander.SchemaNode(colander.String(), missing=None)

@@ -2,10 +2,12 @@
 
 Layout, under the configured prefix P (every key of a job expires with the job):
 - ``P job:<id>``            hash: total, sent, failed, suppressed (a part of failed),
-                            status, timestamps, the message fields, client, sender,
-                            stream, ignored suppression reasons, the unsubscribe links'
-                            base URL, request id, chunk size, delivery deadline, and while
-                            retrying ``last_error``/``next_attempt_at``
+                            the reports' counts (bounced, a part of sent; soft_bounced,
+                            complained, copies_bounced), status, timestamps, the message
+                            fields, client, sender, stream, ignored suppression reasons,
+                            the unsubscribe links' base URL, request id, chunk size,
+                            delivery deadline, and while retrying
+                            ``last_error``/``next_attempt_at``
 - ``P job:<id>:recipients`` list: one entry per recipient, in order; stored once, chunks
                             read their slice of it. A bare address when the recipient
                             has nothing but its address, else its JSON object
@@ -179,6 +181,7 @@ _STATUS_FIELDS = (
     "sent",
     "failed",
     "suppressed",
+    "bounced",
     "status",
     "created_at",
     "updated_at",
@@ -253,6 +256,8 @@ def _summary(job_id, fields):
         "pending": total - sent - failed,
         # Recipients not sent to because they are suppressed: a part of ``failed``.
         "suppressed": int(fields["suppressed"] or 0),
+        # Sent recipients whose message bounced later (emailsvc-bounces): a part of ``sent``.
+        "bounced": int(fields["bounced"] or 0),
         "created_at": fields["created_at"],
         "updated_at": fields["updated_at"],
         "finished_at": fields["finished_at"] or None,
