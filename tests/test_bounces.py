@@ -8,10 +8,10 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from emailsvc.assembly import assemble_bounces
+from emailsvc.assembly import assemble, assemble_bounces
 from emailsvc.jobs.records import JobStore, new_id
 from emailsvc.jobs.suppressions import SuppressionStore
-from emailsvc.settings import load
+from emailsvc.settings import SettingsError, load
 from tests.harness import free_port, local_command, wait_for, write_ini
 
 SAMPLES = os.path.join(os.path.dirname(__file__), "samples", "bounces")
@@ -272,6 +272,43 @@ def test_a_report_that_breaks_its_handling_is_kept_rather_than_refused(receiver,
     job = sent_job(receiver.jobs, "ana@example.org")
     send(receiver.port, receiver.verp.address(job, 0), dsn("ana@example.org"))
     assert b"could not be handled (KeyError" in dead_letter(receiver)
+
+
+def test_a_message_sent_with_its_verp_sender_bounces_back_to_its_recipient(
+    receiver, bounce_settings, smtp_server
+):
+    # The worker's own parts, from the same settings: its envelope senders are VERP.
+    assembly = assemble(load(bounce_settings, {}))
+    try:
+        job = new_id()
+        chunk = [{"email": "ana@example.org"}, {"email": "bo@example.org"}]
+        assembly.jobs.create(job, chunk, MESSAGE, 100, time.time() + 60, time.time() + 30)
+        assert assembly.deliverer.deliver_chunk(job, 0, 2).sent == 2
+        envelopes = {rcpts[0]: mail_from for mail_from, rcpts, _ in smtp_server.messages}
+        assert envelopes["bo@example.org"].endswith("@" + DOMAIN)
+        # What the remote MTA does: a DSN to the envelope sender of bo's message.
+        send(receiver.port, envelopes["bo@example.org"], sample("postfix-dsn.eml"))
+        assert reason(receiver, "bo@example.org") == ("bounced", job)
+        assert assembly.jobs.status(job, "acme")["bounced"] == 1
+        # The next job of the client sends nothing to the bounced address.
+        again = new_id()
+        assembly.jobs.create(again, chunk, MESSAGE, 100, time.time() + 60, time.time() + 30)
+        assert assembly.deliverer.deliver_chunk(again, 0, 2).sent == 1
+        assert assembly.jobs.status(again, "acme")["errors"] == [
+            {"recipient": "bo@example.org", "code": None, "message": "suppressed: bounced"}
+        ]
+    finally:
+        assembly.close()
+
+
+def test_without_a_bounce_domain_nothing_is_verp_and_the_receiver_will_not_start(settings):
+    assembly = assemble(load(settings, {}))
+    try:
+        assert assembly.verp is None and assembly.deliverer.verp is None
+    finally:
+        assembly.close()
+    with pytest.raises(SettingsError, match="emailsvc.bounce_domain"):
+        assemble_bounces(load(settings, {}))
 
 
 def test_emailsvc_bounces_runs_as_its_own_process(
