@@ -32,6 +32,8 @@ def main(argv=None):
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s"
     )
+    # aiosmtpd logs every SMTP command at INFO: its warnings are enough here.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     try:
         settings = _settings(args)
         use_format(settings["emailsvc.log_format"])
