@@ -329,3 +329,13 @@ def test_emailsvc_bounces_runs_as_its_own_process(
     assert (entry.reason, entry.job_id) == ("bounced", job)
     assert process.stop() == 0
     assert "emailsvc-bounces stopped" in process.output()
+
+
+def test_the_console_script_says_its_usage_and_what_it_needs(capsys, monkeypatch):
+    from emailsvc.cli.bounces import main
+
+    assert main(["--help"]) == 2
+    assert "usage: emailsvc-bounces [INI]" in capsys.readouterr().err
+    monkeypatch.delenv("EMAILSVC_BOUNCE_DOMAIN", raising=False)
+    assert main([]) == 2
+    assert "needs emailsvc.bounce_domain" in capsys.readouterr().err
