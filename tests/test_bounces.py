@@ -131,6 +131,7 @@ def test_a_hard_bounce_suppresses_the_address_and_adds_the_recipients_job_error(
     doc = receiver.jobs.status(job, "acme")
     assert (len(doc["errors"]), doc["bounced"]) == (1, 1)
     assert receiver.dead_letters.files() == []
+    assert receiver.jobs.report_counts() == {"hard_bounce": 2}
 
 
 @pytest.mark.parametrize(
@@ -183,7 +184,7 @@ def test_a_soft_bounce_is_counted_and_suppresses_nothing(receiver):
     assert receiver.suppressions.get("acme", "ana@example.org") is None
     assert receiver.jobs.message(job)["soft_bounced"] == "2"
     assert receiver.jobs.status(job, "acme")["errors"] == []
-    assert receiver.jobs.report_counts() == {"dsn": 2}
+    assert receiver.jobs.report_counts() == {"soft_bounce": 2}
 
 
 def dead_letter(receiver):

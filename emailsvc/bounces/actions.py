@@ -66,8 +66,12 @@ class BounceActions:
         self.verp = verp
 
     def handle(self, rcpt, report):
-        """Act on ``report`` (a ``reports.Report`` or None) sent to ``rcpt``; return what
-        was done, as a short text for the log. Raises ``DeadLetter``."""
+        """Act on ``report`` (a ``reports.Report`` or None) sent to ``rcpt``.
+
+        Returns ``[(kind, text)]``, one per address the report is about: ``kind`` is
+        ``hard_bounce``, ``soft_bounce``, ``complaint`` or ``other``, ``text`` what was done,
+        for the log. Raises ``DeadLetter``.
+        """
         found = self.verp.read(rcpt)
         if found is None:
             raise DeadLetter(f"the token of {rcpt} does not verify")
@@ -82,11 +86,12 @@ class BounceActions:
         if report.kind == "complaint":
             self.suppressions.add(client, recipient["email"], "complained", job_id)
             self.jobs.record_report(job_id, index, "complained")
-            return f"complaint ({report.feedback_type}): job {job_id} recipient {index}"
-        done = []
-        for address, blocks in _by_address(report, recipient).items():
-            done.append(self._dsn(client, job_id, index, recipient, address, _worst(blocks)))
-        return "; ".join(done)
+            text = f"complaint ({report.feedback_type}): job {job_id} recipient {index}"
+            return [("complaint", text)]
+        return [
+            self._dsn(client, job_id, index, recipient, address, _worst(blocks))
+            for address, blocks in _by_address(report, recipient).items()
+        ]
 
     def _dsn(self, client, job_id, index, recipient, address, block):
         where = f"job {job_id} recipient {index}"
@@ -95,12 +100,12 @@ class BounceActions:
             if address != recipient["email"]:
                 # A cc or bcc copy: suppressed, the recipient's own outcome untouched.
                 self.jobs.record_report(job_id, index, "copies_bounced")
-                return f"hard bounce {block.status} of a copy: {where}"
+                return "hard_bounce", f"hard bounce {block.status} of a copy: {where}"
             message = f"bounced: {block.status} {block.diagnostic}".rstrip()
             error = {"recipient": address, "code": _code(block.diagnostic), "message": message}
             self.jobs.record_report(job_id, index, "bounced", error)
-            return f"hard bounce {block.status}: {where}"
+            return "hard_bounce", f"hard bounce {block.status}: {where}"
         if block.kind == "soft":
             self.jobs.record_report(job_id, index, "soft_bounced", once=False)
-            return f"soft bounce {block.status}: {where}, counted"
-        return f"{block.action or 'report'} {block.status}: {where}, nothing to do"
+            return "soft_bounce", f"soft bounce {block.status}: {where}, counted"
+        return "other", f"{block.action or 'report'} {block.status}: {where}, nothing to do"

@@ -88,8 +88,9 @@ class BounceHandler:
             reasons = []
             for rcpt in envelope.rcpt_tos:
                 try:
-                    log.info("report to %s: %s", rcpt, self.actions.handle(rcpt, report))
-                    self._count(report.kind)
+                    for kind, text in self.actions.handle(rcpt, report):
+                        log.info("report to %s: %s", rcpt, text)
+                        self._count(kind)
                 except DeadLetter as exc:
                     reasons.append(str(exc))
                 except RedisError:

@@ -27,8 +27,9 @@ Layout, under the configured prefix P (every key of a job expires with the job):
 - ``P job:<id>:reports``    hash: ``<index>:<kind>`` -> 1, the bounces and complaints
                             already counted (each once); the job hash counts them in
                             ``bounced``, ``soft_bounced`` and ``complained``
-- ``P bounces:counts``      hash: report kind -> how many ``emailsvc-bounces`` received, for
-                            the whole deployment (``dead_letter`` included); no TTL
+- ``P bounces:counts``      hash: what ``emailsvc-bounces`` received, for the whole
+                            deployment: ``hard_bounce``, ``soft_bounce``, ``complaint``,
+                            ``other`` (success DSNs), ``dead_letter``; no TTL
 - ``P jobs:watch``          sorted set: job id -> when the watchdog should look at it next
 - ``P jobs:retries``        sorted set: ``<id>:<offset>:<count>:<attempt>`` -> when it is due
 - ``P jobs:index``          sorted set: job id -> when it was created; members older than
