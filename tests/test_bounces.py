@@ -6,9 +6,9 @@ import smtplib
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from emailsvc.assembly import assemble, assemble_bounces
+from emailsvc.bounces.receiver import controller
 from emailsvc.jobs.records import JobStore, new_id
 from emailsvc.jobs.suppressions import SuppressionStore
 from emailsvc.settings import SettingsError, load
@@ -35,7 +35,8 @@ class Receiver:
     """The receiver's handler behind aiosmtpd on a loopback port, and what it writes to."""
 
     def __init__(self, settings):
-        self.handler, self.redis = assemble_bounces(load(settings, {}))
+        self.settings = load(settings, {})
+        self.handler, self.redis = assemble_bounces(self.settings)
         actions = self.handler.actions
         self.jobs, self.suppressions, self.verp = actions.jobs, actions.suppressions, actions.verp
         self.dead_letters = self.handler.dead_letters
@@ -44,11 +45,11 @@ class Receiver:
 
 @pytest.fixture
 def receiver(bounce_settings):
-    receiver = Receiver(bounce_settings)
-    controller = Controller(receiver.handler, hostname="127.0.0.1", port=int(receiver.port))
-    controller.start()
+    receiver = Receiver({**bounce_settings, "emailsvc.bounces.max_message_bytes": "65536"})
+    server = controller(receiver.handler, receiver.settings)
+    server.start()
     yield receiver
-    controller.stop()
+    server.stop()
     receiver.redis.close()
 
 
@@ -234,6 +235,15 @@ def test_a_report_about_an_expired_job_is_kept_in_the_dead_letter_folder(receive
     assert b"is no longer recorded" in dead_letter(receiver)
 
 
+def test_a_message_above_the_size_limit_is_refused(receiver):
+    job = sent_job(receiver.jobs, "ana@example.org")
+    # At MAIL FROM when the client says the SIZE (smtplib does), else after DATA.
+    with pytest.raises(smtplib.SMTPResponseException) as refused:
+        send(receiver.port, receiver.verp.address(job, 0), dsn("ana@example.org") + b"x" * 70_000)
+    assert refused.value.smtp_code == 552
+    assert receiver.suppressions.get("acme", "ana@example.org") is None
+
+
 def test_rcpt_to_any_other_address_is_refused(receiver):
     for address in (f"postmaster@{DOMAIN}", "bounces+x@example.com", "ana@example.org"):
         with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
@@ -251,8 +261,8 @@ def test_while_redis_does_not_answer_reports_are_refused_for_later_not_lost(
         "emailsvc.redis_timeout_seconds": "0.5",
     }
     receiver = Receiver(down)
-    controller = Controller(receiver.handler, hostname="127.0.0.1", port=int(receiver.port))
-    controller.start()
+    server = controller(receiver.handler, receiver.settings)
+    server.start()
     try:
         with pytest.raises(smtplib.SMTPDataError) as refused:
             send(receiver.port, receiver.verp.address(new_id(), 0), dsn("ana@example.org"))
@@ -260,7 +270,7 @@ def test_while_redis_does_not_answer_reports_are_refused_for_later_not_lost(
         # What needs no Redis is kept as ever; the uncounted count is only logged.
         send(receiver.port, receiver.verp.address(new_id(), 0), b"garbage\r\n")
     finally:
-        controller.stop()
+        server.stop()
         receiver.redis.close()
     assert len(receiver.dead_letters.files()) == 1
 

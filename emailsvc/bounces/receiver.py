@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from datetime import UTC, datetime
 
+from aiosmtpd.controller import Controller
 from redis.exceptions import RedisError
 
 from .actions import DeadLetter
@@ -117,3 +118,14 @@ class BounceHandler:
             self.actions.jobs.count_report(kind)
         except RedisError:
             log.warning("the %s report was not counted: Redis did not answer", kind)
+
+
+def controller(handler, settings):
+    """The aiosmtpd ``Controller`` serving ``handler`` where the settings say, not started."""
+    return Controller(
+        handler,
+        hostname=settings["emailsvc.bounces.host"],
+        port=settings["emailsvc.bounces.port"],
+        # Larger messages get 552: a report is small, and its quoted message is optional.
+        data_size_limit=settings["emailsvc.bounces.max_message_bytes"],
+    )

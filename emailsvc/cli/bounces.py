@@ -11,9 +11,8 @@ import signal
 import sys
 import threading
 
-from aiosmtpd.controller import Controller
-
 from ..assembly import assemble_bounces
+from ..bounces.receiver import controller
 from ..logs import use_format
 from ..settings import SettingsError, from_ini, load
 
@@ -42,16 +41,11 @@ def main(argv=None):
         print(f"emailsvc-bounces: {exc}", file=sys.stderr)
         return 2
     host, port = settings["emailsvc.bounces.host"], settings["emailsvc.bounces.port"]
-    controller = Controller(
-        handler,
-        hostname=host,
-        port=port,
-        server_kwargs={"data_size_limit": settings["emailsvc.bounces.max_message_bytes"]},
-    )
+    server = controller(handler, settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    controller.start()
+    server.start()
     log.info(
         "emailsvc-bounces listening on %s:%d for bounces+...@%s",
         host,
@@ -63,7 +57,7 @@ def main(argv=None):
         while not stop.wait(1):
             pass
     finally:
-        controller.stop()
+        server.stop()
         client.close()
     log.info("emailsvc-bounces stopped")
     return 0
