@@ -177,7 +177,8 @@ class _Counts:
 
 
 class RedisCollector:
-    """Gauges read from Redis at scrape time: jobs by status, queue depth, retries waiting."""
+    """Gauges read from Redis at scrape time: jobs by status, queue depth, retries waiting,
+    and emailsvc-bounces' counts."""
 
     def __init__(self, assembly):
         self.assembly = assembly
@@ -192,6 +193,7 @@ class RedisCollector:
             counts = assembly.jobs.count_by_status()
             scheduled, due = assembly.jobs.retries_waiting(time.time())
             depth = queue_depth(assembly)
+            reports = assembly.jobs.report_counts()
         except RedisError as exc:
             log.warning("metrics: Redis did not answer (%s)", type(exc).__name__)
             up.add_metric([], 0)
@@ -223,6 +225,27 @@ class RedisCollector:
         )
         overdue.add_metric([], due)
         yield overdue
+        yield _bounce_reports(reports)
+
+
+# What emailsvc-bounces counts in Redis (``JobStore.report_counts``), always shown.
+_REPORT_KINDS = ("hard_bounce", "soft_bounce", "complaint", "other", "dead_letter")
+
+
+def _bounce_reports(counts):
+    """The reports emailsvc-bounces received, by kind: it serves no /metrics of its own."""
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(
+        "emailsvc_bounce_reports",
+        "Reports emailsvc-bounces received, by kind (dead_letter: kept, not acted on)",
+        labels=["kind"],
+    )
+    for kind in _REPORT_KINDS:
+        family.add_metric([kind], counts.pop(kind, 0))
+    for kind, count in sorted(counts.items()):
+        family.add_metric([kind], count)
+    return family
 
 
 def queue_depth(assembly):

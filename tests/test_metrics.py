@@ -39,6 +39,25 @@ def test_metrics_count_requests_by_route_and_accepted_jobs_by_client(app):
     assert scraped[("emailsvc_redis_up", frozenset())] == 1
 
 
+def test_the_bounce_receivers_counts_are_served_from_redis(app):
+    jobs = app.app.registry.emailsvc.jobs
+    for kind in ("soft_bounce", "soft_bounce", "complaint"):
+        jobs.count_report(kind)
+    scraped = samples(app.get("/metrics", status=200).text)
+    counted = {
+        dict(labels)["kind"]: value
+        for (name, labels), value in scraped.items()
+        if name == "emailsvc_bounce_reports_total"
+    }
+    assert counted == {
+        "hard_bounce": 0,
+        "soft_bounce": 2,
+        "complaint": 1,
+        "other": 0,
+        "dead_letter": 0,
+    }
+
+
 def test_an_address_outside_the_allow_list_gets_a_json_403(settings):
     app = make_app(settings, **{"emailsvc.metrics.allow": "10.0.0.0/8 ::1"})
     refused = app.get("/metrics", extra_environ={"REMOTE_ADDR": "192.0.2.7"}, status=403)
