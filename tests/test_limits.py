@@ -159,3 +159,35 @@ def test_per_client_settings_come_from_the_environment_for_configured_clients():
     assert settings.limits_for("back-office")["recipients_per_hour"] == 70
     assert settings.limits_for("nobody")["requests_per_minute"] == 600
     assert settings.senders_for("shop") == {"shop.example"}
+
+
+def test_an_accepted_job_says_how_many_requests_are_left(settings):
+    app = limited_app(settings, **{"emailsvc.limit.requests_per_minute": "3"})
+    first, second = post(app), post(app)
+    assert first.headers["RateLimit-Limit"] == "3"
+    assert first.headers["RateLimit-Remaining"] == "2"
+    assert second.headers["RateLimit-Remaining"] == "1"
+    assert second.headers["RateLimit-Reset"] == str(60 - 1_000_030 % 60)
+
+
+def test_a_429_carries_ratelimit_headers_beside_retry_after(settings):
+    app = limited_app(settings, **{"emailsvc.limit.requests_per_minute": "1"})
+    post(app)
+    response = post(app, status=429)
+    assert response.headers["RateLimit-Limit"] == "1"
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert response.headers["RateLimit-Reset"] == response.headers["Retry-After"]
+
+
+def test_a_429_for_recipients_describes_the_hourly_limit(settings):
+    app = limited_app(settings, **{"emailsvc.limit.recipients_per_hour": "10"})
+    post(app, recipients=6)
+    response = post(app, recipients=5, status=429)
+    assert response.headers["RateLimit-Limit"] == "10"
+    assert response.headers["RateLimit-Remaining"] == "4"
+    assert response.headers["RateLimit-Reset"] == str(3600 - 1_000_030 % 3600)
+
+
+def test_a_client_without_a_request_limit_gets_no_ratelimit_headers(settings):
+    app = limited_app(settings, **{"emailsvc.limit.requests_per_minute": "0"})
+    assert "RateLimit-Limit" not in post(app).headers
