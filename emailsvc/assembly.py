@@ -18,6 +18,7 @@ from .api.auth import KeyRing
 from .api.limits import RateLimiter
 from .jobs.delivery import Deliverer
 from .jobs.dispatch import Revoker
+from .jobs.idempotency import IdempotencyStore
 from .jobs.records import JobStore
 from .jobs.suppressions import SuppressionStore
 from .jobs.tasks import configure_celery, new_celery_app
@@ -54,6 +55,7 @@ class Assembly:
     sender: Address
     keyring: KeyRing
     limiter: RateLimiter
+    idempotency: IdempotencyStore
     deliverer: Deliverer
     #: Renders per-recipient PDFs; None without the pdf extra (WeasyPrint).
     pdf: object
@@ -169,6 +171,7 @@ def assemble(settings, celery_app=None):
         sender=sender,
         keyring=KeyRing(settings["emailsvc.api_keys"]),
         limiter=RateLimiter(client, prefix, settings.limits_for),
+        idempotency=IdempotencyStore(client, prefix, settings["emailsvc.idempotency_ttl_seconds"]),
         deliverer=Deliverer(
             jobs,
             templates,

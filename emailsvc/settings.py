@@ -499,6 +499,12 @@ SETTINGS = (
     ),
     _s("chunk_size", integer(1), "100", "recipients per Celery task"),
     _s("job_ttl_seconds", integer(1), "604800", "how long job records are kept"),
+    _s(
+        "idempotency_ttl_seconds",
+        integer(1),
+        "86400",
+        "how long a POST's Idempotency-Key replays its first answer (then the key is free)",
+    ),
     _s("queue", text, "emailsvc", "Celery queue name"),
     _s(
         "visibility_timeout_seconds",

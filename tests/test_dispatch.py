@@ -90,6 +90,36 @@ def test_a_job_whose_fate_cannot_be_known_is_refused_and_revoked(assembly, monke
     assert queue_size(assembly) == 0
 
 
+def test_a_revoked_job_takes_its_idempotency_keys_answer_with_it(
+    assembly, monkeypatch, redis_client
+):
+    monkeypatch.setattr(dispatch, "CONFIRM_SECONDS", 0.3)
+    real = assembly.jobs
+    assembly.jobs = FlakyStore(real, write_then_fail=True, reads_failing=1000)
+    assembly.revoker = Revoker(real, interval=0.05)
+    claim, _ = assembly.idempotency.claim("acme", "order-1", "f" * 64)
+    with pytest.raises(RedisConnectionError):
+        submit(assembly, BODY, client="acme", claim=claim, answer={"id": "x"})
+    # The transaction wrote the key's answer with the job; both go: a retry makes the job.
+    assert wait_for(lambda: not assembly.revoker.pending, 5)
+    assert not real.exists(assembly.jobs.created) and redis_client.get(claim.key) is None
+
+
+def test_a_jobs_idempotency_answer_is_written_in_its_transaction(assembly, redis_client):
+    claim, _ = assembly.idempotency.claim("acme", "order-1", "f" * 64)
+    job_id = submit(assembly, BODY, client="acme", claim=claim, answer={"id": "x"})
+    _, held = assembly.idempotency.claim("acme", "order-1", "f" * 64)
+    assert held == {
+        "state": "done",
+        "fingerprint": "f" * 64,
+        "job_id": job_id,
+        "body": {"id": "x"},
+    }
+    # The claim's own release, once the job stands, leaves the answer in place.
+    assert assembly.idempotency.release(claim) is False
+    assert redis_client.get(claim.key) is not None
+
+
 def test_redis_down_refuses_the_job(settings):
     values = dict(settings, **{"emailsvc.redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     down = assemble(load(values, environ={}))

@@ -41,15 +41,33 @@ def suppressed_recipients(assembly, body, client):
     }
 
 
-def submit(assembly, body, client, request_id=None, suppressed=None, public_url=""):
+def submit(
+    assembly,
+    body,
+    client,
+    request_id=None,
+    suppressed=None,
+    public_url="",
+    job_id=None,
+    claim=None,
+    answer=None,
+):
     """Record ``client``'s job for ``body`` and have it started; return the job's id.
 
     ``suppressed`` (``suppressed_recipients``) are recorded failed at once; a broadcast
     job's unsubscribe links start with ``emailsvc.public_url``, else with ``public_url``
-    (the URL the client reached this service at). Raises the Redis error when the job
-    was not recorded: then nothing will be sent.
+    (the URL the client reached this service at). ``job_id`` is a fresh one by default.
+    With ``claim`` (an idempotency key's, ``IdempotencyStore.claim``) the 202's body
+    ``answer`` is kept for the key in the job's own transaction. Raises the Redis error
+    when the job was not recorded: then nothing will be sent.
     """
-    job_id = new_id()
+    job_id = job_id or new_id()
+    keep = None
+    if claim is not None:
+
+        def keep(pipe):
+            assembly.idempotency.keep(pipe, claim, job_id, answer)
+
     settings = assembly.settings
     message = {
         "subject": body["subject"],
@@ -81,9 +99,11 @@ def submit(assembly, body, client, request_id=None, suppressed=None, public_url=
             # HTML, attachments, headers: stored once beside the job, never in a task.
             content=dump_content(body),
             suppressed=suppressed,
+            also=keep,
         )
     except RedisError:
-        if not recorded_after_all(assembly, job_id):
+        # A job revoked takes its key's answer with it: the key is free again.
+        if not recorded_after_all(assembly, job_id, () if claim is None else (claim.key,)):
             raise
         log.warning("job %s: Redis failed after recording it; the job stands", job_id)
     try:
@@ -94,11 +114,12 @@ def submit(assembly, body, client, request_id=None, suppressed=None, public_url=
     return job_id
 
 
-def recorded_after_all(assembly, job_id):
+def recorded_after_all(assembly, job_id, also=()):
     """After a Redis error on create: was the job recorded? Asks for a short while.
 
-    When Redis cannot be asked, the job is handed to the revoker and False is returned:
-    the client is told the job was refused, so it must never be sent.
+    When Redis cannot be asked, the job is handed to the revoker (with the keys ``also``
+    to remove beside it) and False is returned: the client is told the job was refused,
+    so it must never be sent.
     """
     deadline = time.monotonic() + CONFIRM_SECONDS
     while True:
@@ -106,7 +127,7 @@ def recorded_after_all(assembly, job_id):
             return assembly.jobs.exists(job_id)
         except RedisError:
             if time.monotonic() >= deadline:
-                assembly.revoker.revoke_later(job_id)
+                assembly.revoker.revoke_later(job_id, also)
                 return False
             time.sleep(CONFIRM_INTERVAL)
 
@@ -120,16 +141,17 @@ class Revoker:
     def __init__(self, store, interval=0.5):
         self.store = store
         self.interval = interval
-        self.pending = set()
+        #: job id -> the keys to remove with it.
+        self.pending = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
         self._stopped = False
 
-    def revoke_later(self, job_id):
-        """Remove ``job_id`` as soon as possible."""
+    def revoke_later(self, job_id, also=()):
+        """Remove ``job_id`` (and the keys ``also``) as soon as possible."""
         with self._lock:
-            self.pending.add(job_id)
+            self.pending[job_id] = tuple(also)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="revoker", daemon=True)
                 self._thread.start()
@@ -145,13 +167,13 @@ class Revoker:
             self._wake.wait(self.interval)
             self._wake.clear()
             with self._lock:
-                pending = sorted(self.pending)
-            for job_id in pending:
+                pending = sorted(self.pending.items())
+            for job_id, also in pending:
                 try:
-                    removed = self.store.revoke(job_id)
+                    removed = self.store.revoke(job_id, list(also))
                 except RedisError:
                     continue
                 if not removed:
                     log.error("job %s was refused to its client but had begun sending", job_id)
                 with self._lock:
-                    self.pending.discard(job_id)
+                    self.pending.pop(job_id, None)

@@ -147,12 +147,14 @@ return due
 
 # Forget a job that was accepted while its client was told it was not (see revoke()). A
 # job has begun once a message was sent or failed otherwise than by a suppression (those
-# are recorded when the job is accepted).
+# are recorded when the job is accepted). KEYS[9] and after (the answer kept for the job's
+# idempotency key) go with it.
 _REVOKE = """
 local v = redis.call('HMGET', KEYS[1], 'total', 'sent', 'failed', 'suppressed')
 if not v[1] then return 1 end
 if tonumber(v[2]) > 0 or tonumber(v[3]) > tonumber(v[4] or 0) then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[8])
+for i = 9, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 return 1
@@ -386,6 +388,7 @@ class JobStore:
         first_look,
         content=None,
         suppressed=None,
+        also=None,
     ):
         """Record a new job, ``queued``, with its recipients and chunks, in one transaction.
 
@@ -394,6 +397,8 @@ class JobStore:
         ``content`` (a string: HTML, attachments, ...) is stored once beside the job.
         ``suppressed`` (``{index: reason}``) are the recipients found suppressed now: they
         are recorded failed at once; a job of suppressed recipients only ends ``failed``.
+        ``also(pipe)``, when given, writes more in the same transaction (the answer kept
+        for an idempotency key: a job never exists without it).
         """
         now = self.clock()
         suppressed = suppressed or {}
@@ -437,21 +442,24 @@ class JobStore:
             pipe.zadd(self.index_key, {job_id: now})
             # The records of jobs older than the TTL are gone: so are their index entries.
             pipe.zremrangebyscore(self.index_key, "-inf", f"({now - self.ttl:.3f}")
+            if also is not None:
+                also(pipe)
             pipe.execute()
 
     def exists(self, job_id):
         """Whether the job is recorded."""
         return bool(self.redis.exists(self._key(job_id)))
 
-    def revoke(self, job_id):
+    def revoke(self, job_id, also=()):
         """Remove a job nobody may send: its client was answered an error.
 
         Returns True when the job is gone (or never existed), False when delivery had
-        already begun (then it is left alone).
+        already begun (then it is left alone). The keys ``also`` are removed with the job.
         """
         keys = [self._key(job_id, p) for p in ("", ":outcomes", ":recipients", ":chunks")]
         keys += [self._key(job_id, ":errors"), self.watch_key, self.index_key]
         keys.append(self._key(job_id, ":content"))
+        keys += also
         return self._revoke(keys=keys, args=[job_id]) == 1
 
     # --- delivering a chunk ---
