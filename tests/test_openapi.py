@@ -88,7 +88,9 @@ def test_every_endpoint_declares_its_statuses_and_their_documents(spec):
     assert render["operationId"] == "render_email"
     rendered = render["responses"]["200"]["schema"]["properties"]
     assert sorted(rendered) == ["html", "mime", "subject", "text"]
-    assert sorted(send["responses"]) == ["202", "400", "401", "403", "413", "415", "429", "503"]
+    assert sorted(send["responses"]) == [
+        "202", "400", "401", "403", "409", "413", "415", "422", "429", "503"
+    ]  # fmt: skip
     assert sorted(status["responses"]) == ["200", "401", "404", "503"]
     for op in operations.values():
         assert all("schema" in response for response in op["responses"].values())
@@ -96,10 +98,17 @@ def test_every_endpoint_declares_its_statuses_and_their_documents(spec):
     assert send["responses"]["202"]["headers"]["Location"]["type"] == "string"
     assert send["responses"]["503"]["headers"]["Retry-After"]["type"] == "integer"
     assert send["responses"]["429"]["headers"]["Retry-After"]["type"] == "integer"
+    assert send["responses"]["409"]["headers"]["Retry-After"]["type"] == "integer"
+    for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+        assert send["responses"]["202"]["headers"][name]["type"] == "integer"
+        assert send["responses"]["429"]["headers"][name]["type"] == "integer"
+    assert send["responses"]["202"]["headers"]["Idempotent-Replayed"]["type"] == "string"
 
 
 def test_request_schemas_come_from_colander_bound_to_the_settings(spec):
-    [body] = spec["paths"]["/email"]["post"]["parameters"]
+    body, key = spec["paths"]["/email"]["post"]["parameters"]
+    assert (key["name"], key["in"], key["type"]) == ("Idempotency-Key", "header", "string")
+    assert key.get("required", False) is False and "255" in key["description"]
     schema = body["schema"]
     assert body["in"] == "body" and body["required"] is True
     assert sorted(schema["required"]) == ["recipients", "subject"]

@@ -63,7 +63,8 @@ def test_the_description_names_this_service_and_its_methods(app):
     assert render["expected_status"] == [200, 400, 401, 403, 413, 415, 429, 503]
     assert "\n- recipient: The index of the recipient" in render["description"]
     assert (send["method"], send["path"], send["required_payload"]) == ("POST", "/email", True)
-    assert send["expected_status"] == [202, 400, 401, 403, 413, 415, 429, 503]
+    assert send["expected_status"] == [202, 400, 401, 403, 409, 413, 415, 422, 429, 503]
+    assert "\n\nRequest headers:\n- Idempotency-Key: A key of your choice" in send["description"]
     assert send["description"].startswith("Accept an email job")
     fields = ["recipients", "subject", "content", "html", "template", "from", "reply_to"]
     fields += ["headers", "attachments", "pdf_attachments"]

@@ -4,10 +4,12 @@ from cornice import Service
 from pyramid.httpexceptions import HTTPNotFound
 
 from ..jobs.dispatch import submit, suppressed_recipients
+from ..jobs.records import new_id
 from ..logs import bind
 from . import schemas
 from .auth import SEND_PERMISSION
 from .errors import error_response, excerpt
+from .idempotency import idempotent_request
 from .limits import within_limits
 from .sender_policy import allowed_sender
 from .validators import json_body_validator
@@ -34,8 +36,13 @@ SEND_EMAIL_RESPONSES = {
     "401": schemas.Error(description="No API key, or an unknown one"),
     "403": schemas.Error(description="The key may not send from this address"),
     "413": schemas.Error(description="The body is larger than emailsvc.max_body_bytes"),
+    "409": schemas.Unavailable(
+        description="A request with this Idempotency-Key is still being processed; retry "
+        "after the delay"
+    ),
     "415": schemas.Error(description="The body is not application/json"),
-    "429": schemas.Unavailable(description="Over this client's limits; retry after the delay"),
+    "422": schemas.Error(description="This Idempotency-Key was used with another body"),
+    "429": schemas.Limited(description="Over this client's limits; retry after the delay"),
     "503": _UNAVAILABLE,
 }
 EMAIL_STATUS_RESPONSES = {
@@ -49,32 +56,22 @@ EMAIL_STATUS_RESPONSES = {
 @email.post(
     content_type="application/json",
     schema=schemas.SendEmailRequest,
-    # In this order: a refused sender must not consume the client's limits.
-    validators=(json_body_validator, allowed_sender, within_limits),
+    # In this order: a refused sender must not consume the client's limits, nor its
+    # Idempotency-Key; a replayed answer sends nothing and is not counted either.
+    validators=(json_body_validator, allowed_sender, idempotent_request, within_limits),
     response_schemas=SEND_EMAIL_RESPONSES,
 )
 def send_email(request):
     """Accept an email job: one message per recipient, rendered from the named template.
 
-    Answers 202 at once with the job id; delivery happens in the background.
+    Answers 202 at once with the job id; delivery happens in the background. A request
+    sent again with the same Idempotency-Key gets the first 202 again, and no new job.
     """
     body, assembly = request.validated["body"], request.registry.emailsvc
     suppressed = suppressed_recipients(assembly, body, request.identity)
-    job_id = submit(
-        assembly,
-        body,
-        request.identity,
-        request.request_id,
-        suppressed=suppressed,
-        public_url=request.application_url,
-    )
-    bind(job=job_id)
-    total = len(body["recipients"])
-    assembly.metrics.job_accepted(request.identity, total)
+    job_id, total = new_id(), len(body["recipients"])
     status_url = request.route_url(email_status.name, task_id=job_id)
-    request.response.status_code = 202
-    request.response.headers["Location"] = status_url
-    return {
+    answer = {
         "id": job_id,
         # A job whose every recipient is suppressed has nothing to send: it ends now.
         "status": "failed" if len(suppressed) == total else "queued",
@@ -82,6 +79,23 @@ def send_email(request):
         "suppressed": len(suppressed),
         "status_url": status_url,
     }
+    submit(
+        assembly,
+        body,
+        request.identity,
+        request.request_id,
+        suppressed=suppressed,
+        public_url=request.application_url,
+        job_id=job_id,
+        # The answer a retry with the same Idempotency-Key gets (idempotency.py).
+        claim=request.idempotency_claim,
+        answer=answer,
+    )
+    bind(job=job_id)
+    assembly.metrics.job_accepted(request.identity, total)
+    request.response.status_code = 202
+    request.response.headers["Location"] = status_url
+    return answer
 
 
 @email_status.get(schema=schemas.EmailStatusRequest, response_schemas=EMAIL_STATUS_RESPONSES)

@@ -572,8 +572,26 @@ class SendEmailBody(colander.MappingSchema):
         return colander.Mapping(unknown="raise")
 
 
+class IdempotencyKeyHeader(colander.MappingSchema):
+    """The request headers of ``POST /email`` beyond authentication (``api/idempotency.py``)."""
+
+    idempotency_key = colander.SchemaNode(
+        colander.String(),
+        name="Idempotency-Key",
+        missing=colander.drop,
+        description=(
+            'A key of your choice, "quoted" (an RFC 8941 string) or bare, 1 to 255 printable '
+            "ASCII characters: the same key and body again within "
+            "emailsvc.idempotency_ttl_seconds replays the first 202 (Idempotent-Replayed: "
+            "true) and makes no new job"
+        ),
+    )
+
+
 class SendEmailRequest(colander.MappingSchema):
     body = SendEmailBody(validator=_job_rules)
+    # Read by api/idempotency.py, not by the body's validator; here for the descriptions.
+    headers = IdempotencyKeyHeader(missing=colander.drop)
 
 
 class RenderEmailBody(SendEmailBody):
@@ -710,9 +728,38 @@ class RetryAfterHeader(colander.MappingSchema):
     )
 
 
+class RateLimitHeaders(colander.MappingSchema):
+    limit = colander.SchemaNode(
+        colander.Int(), name="RateLimit-Limit", description="The client's requests per minute"
+    )
+    remaining = colander.SchemaNode(
+        colander.Int(), name="RateLimit-Remaining", description="Requests left in this minute"
+    )
+    reset = colander.SchemaNode(
+        colander.Int(), name="RateLimit-Reset", description="Seconds until the minute ends"
+    )
+
+
+class AcceptedHeaders(LocationHeader, RateLimitHeaders):
+    replayed = colander.SchemaNode(
+        colander.String(),
+        name="Idempotent-Replayed",
+        description='"true" when this is the first answer to the same Idempotency-Key again',
+    )
+
+
+class LimitedHeaders(RetryAfterHeader, RateLimitHeaders):
+    pass
+
+
 class Accepted(colander.MappingSchema):
     body = AcceptedResponse()
-    headers = LocationHeader()
+    headers = AcceptedHeaders()
+
+
+class Limited(colander.MappingSchema):
+    body = ErrorResponse()
+    headers = LimitedHeaders()
 
 
 class Status(colander.MappingSchema):

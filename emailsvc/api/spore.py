@@ -73,6 +73,11 @@ def describe_method(service, method, view, args):
         # The body's fields, in the description: SPORE's own "payload" list is not read by
         # every client (britney refuses it).
         doc = "\n\n".join(filter(None, [doc, payload_fields(body)]))
+    headers = schema.get("headers") if schema is not None else None
+    if headers is not None and headers.children:
+        # SPORE's "headers" are fixed values a client always sends; these are the client's
+        # choice, so they are described like the payload.
+        doc = "\n\n".join(filter(None, [doc, header_fields(headers)]))
     if doc:
         entry["description"] = doc
     return entry
@@ -85,6 +90,13 @@ def payload_fields(body):
         required = " (required)" if node.required else ""
         description = f": {node.description}" if node.description else ""
         lines.append(f"- {node.name}{required}{description}")
+    return "\n".join(lines)
+
+
+def header_fields(headers):
+    """One line per request header a view reads: its name and description."""
+    lines = ["Request headers:"]
+    lines += [f"- {node.name}: {node.description}" for node in headers.children]
     return "\n".join(lines)
 
 
