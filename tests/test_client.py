@@ -28,6 +28,11 @@ class _Recorder(BaseHTTPRequestHandler):
         else:
             self._answer(200, {"id": self.path.rsplit("/", 1)[-1], "status": "sent"})
 
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((self.path, dict(self.headers)))
+        self._answer(202, {"id": "abc", "status": "queued", "total": 1, "status_url": ""})
+
     def _answer(self, status, document):
         body = json.dumps(document).encode()
         self.send_response(status)
@@ -163,3 +168,20 @@ def test_broadcast_makes_a_broadcast_job():
     assert "stream" not in client.job_payload(client.parser().parse_args(args))
     payload = client.job_payload(client.parser().parse_args([*args, "--broadcast"]))
     assert payload["stream"] == "broadcast"
+
+
+def test_the_idempotency_key_is_sent_as_a_quoted_string_with_the_post_only(recorder, capsys):
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    argv = ["send", "--to", "ana@example.org", "--subject", "s", "--content", "c"]
+    argv += ["--url", url, "--idempotency-key", 'order "1234" \\ a', "--wait"]
+    assert client.main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == {"id": "abc", "status": "sent"}
+    (post, posted), (get, polled) = [(p, h) for p, h in _Recorder.seen if p != "/spore"]
+    assert post == "/email" and posted["Idempotency-Key"] == '"order \\"1234\\" \\\\ a"'
+    assert get == "/email/abc" and "Idempotency-Key" not in polled
+
+
+def test_the_quoted_key_reads_back_as_the_key():
+    from emailsvc.api.idempotency import parse_key
+
+    assert parse_key(client.sf_string('order "1234" \\ a')) == 'order "1234" \\ a'

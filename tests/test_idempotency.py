@@ -237,3 +237,20 @@ def test_concurrent_requests_with_one_key_make_one_job(
     assert all(headers["Retry-After"] == "1" for status, headers, _ in answers if status == 409)
     assert sum("Idempotent-Replayed" not in headers for headers, _ in accepted) == 1
     assert job_count(redis_client, redis_prefix) == 1
+
+
+def test_the_client_sent_twice_with_one_key_makes_one_job(
+    settings, start_web, redis_client, redis_prefix, capsys
+):
+    from emailsvc.cli import client
+
+    settings.update(keyed_settings(settings))
+    web = start_web()
+    argv = ["send", "--to", "ana@example.org", "--subject", "s", "--content", "c"]
+    argv += ["--url", web.url, "--api-key", SHOP_KEY, "--idempotency-key", 'order "1"']
+    ids = []
+    for _ in range(2):
+        assert client.main(argv) == 0
+        ids.append(json.loads(capsys.readouterr().out)["id"])
+    assert ids[0] == ids[1]
+    assert job_count(redis_client, redis_prefix) == 1

@@ -66,6 +66,22 @@ def connect(url, api_key=None):
     return client
 
 
+def send_on_posts(client, name, value):
+    """Have ``client`` send the header ``name: value`` with its POST requests from now on."""
+    from britney.middleware.base import Middleware, add_header
+
+    class Header(Middleware):
+        def process_request(self, environ):
+            add_header(environ, name, value)
+
+    client.enable_if(lambda environ: environ["REQUEST_METHOD"] == "POST", Header)
+
+
+def sf_string(text):
+    """``text`` as a Structured Field string (RFC 8941): quoted, ``"`` and ``\\`` escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def call(client, method_name, **kwargs):
     """Call a SPORE method; return ``(status_code, document)`` whatever the status."""
     import britney
@@ -310,6 +326,9 @@ def command_render(args, client):
 def command_send(args, client):
     """``send``: submit a job, print the answer, and with ``--wait`` follow it to the end."""
     payload = job_payload(args)
+    if args.idempotency_key:
+        # Running the same command again (after a timeout) makes no second job.
+        send_on_posts(client, "Idempotency-Key", sf_string(args.idempotency_key))
     status_code, doc = call(client, "send_email", payload=payload)
     if status_code != 202:
         fail_with(status_code, doc)
@@ -353,6 +372,11 @@ def parser():
     _job_options(job)
     send = commands.add_parser(
         "send", parents=[common, job], help="send one message per recipient"
+    )
+    send.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="sent as Idempotency-Key: the same command again gets the first job's answer",
     )
     send.add_argument("--wait", action="store_true", help="follow the job until it ends")
     send.add_argument(
