@@ -87,6 +87,23 @@ def test_generated_bodies_never_get_a_5xx(app, body):
         assert response.json["status"] == "error"
 
 
+# What a WSGI header can hold: Latin-1 without line breaks; quoted or not.
+HEADER_VALUE = st.text(
+    st.characters(max_codepoint=0xFF, exclude_characters="\r\n", exclude_categories=()),
+    max_size=300,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=NEAR_VALID_BODY, key=HEADER_VALUE | HEADER_VALUE.map(lambda v: f'"{v}"'))
+def test_generated_idempotency_keys_never_get_a_5xx(app, body, key):
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    response = app.post("/email", json.dumps(body), headers=headers, expect_errors=True)
+    assert response.status_int in (202, 400, 422), (key, response.text)
+
+
 def test_a_lone_surrogate_anywhere_gets_400_naming_it(app):
     good = {"recipients": ["a@example.org"], "subject": "s", "content": "c"}
     for field in ("subject", "content"):

@@ -254,3 +254,28 @@ def test_the_client_sent_twice_with_one_key_makes_one_job(
         ids.append(json.loads(capsys.readouterr().out)["id"])
     assert ids[0] == ids[1]
     assert job_count(redis_client, redis_prefix) == 1
+
+
+def test_a_job_with_every_field_is_fingerprinted_and_replayed(app, redis_client, redis_prefix):
+    body = {
+        "recipients": [
+            "ana@example.org",
+            {"email": "bo@example.org", "name": "Bo", "vars": {"order": "1"}, "cc": ["c@x.org"]},
+            {"email": "cy@example.org", "bcc": [{"email": "d@x.org", "name": "D"}]},
+        ],
+        "subject": "Réunion",
+        "content": "Bonjour",
+        "html": "<p>Bonjour</p>",
+        "template": "default",
+        "reply_to": "r@example.org",
+        "headers": {"X-Campaign": "spring"},
+        "attachments": [
+            {"filename": "a.txt", "content_type": "text/plain", "content": "aGVsbG8="}
+        ],
+        "stream": "broadcast",
+        "ignore_suppressions": ["manual"],
+    }
+    first = post(app, '"rich"', body=body)
+    assert post(app, '"rich"', body=body).json["id"] == first.json["id"]
+    post(app, '"rich"', body=dict(body, headers={"X-Campaign": "autumn"}), status=422)
+    assert job_count(redis_client, redis_prefix) == 1

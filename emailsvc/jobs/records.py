@@ -34,6 +34,8 @@ Layout, under the configured prefix P (every key of a job expires with the job):
 - ``P jobs:retries``        sorted set: ``<id>:<offset>:<count>:<attempt>`` -> when it is due
 - ``P jobs:index``          sorted set: job id -> when it was created; members older than
                             the records' TTL are trimmed whenever a job is created
+- ``P idempotency:<client>:<hash>`` the answer kept for a job's idempotency key, written in
+                            ``create``'s transaction (``jobs/idempotency.py``)
 """
 
 import json
