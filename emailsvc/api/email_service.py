@@ -9,7 +9,7 @@ from ..logs import bind
 from . import schemas
 from .auth import SEND_PERMISSION
 from .errors import error_response, excerpt
-from .idempotency import idempotent_request
+from .idempotency import idempotent_request, kept
 from .limits import within_limits
 from .sender_policy import allowed_sender
 from .validators import json_body_validator
@@ -91,6 +91,7 @@ def send_email(request):
         claim=request.idempotency_claim,
         answer=answer,
     )
+    kept(request)
     bind(job=job_id)
     assembly.metrics.job_accepted(request.identity, total)
     request.response.status_code = 202

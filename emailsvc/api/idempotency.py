@@ -98,7 +98,7 @@ def idempotent_request(request, **kwargs):
     claim, held = store.claim(request.identity, key, digest)
     if claim is not None:
         request.idempotency_claim = claim
-        request.add_finished_callback(lambda _: _release(store, claim))
+        request.add_finished_callback(lambda _: _release(store, request.idempotency_claim))
         return
     if held["fingerprint"] != digest:
         description = f"This {HEADER} was used with another request body"
@@ -120,9 +120,16 @@ def _replay(held):
     return response
 
 
+def kept(request):
+    """The view recorded the job, and with it its key's answer: the claim is spent."""
+    request.idempotency_claim = None
+
+
 def _release(store, claim):
-    # Always asked: the release deletes only the claim itself, so after a recorded job
-    # (whose transaction replaced the claim with its answer) it changes nothing.
+    if claim is None:
+        return
+    # Deletes only the claim itself: after a job recorded although its request failed
+    # (Redis answered too late), the transaction's answer replaced the claim and stays.
     try:
         store.release(claim)
     except RedisError as exc:
