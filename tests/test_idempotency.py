@@ -1,6 +1,7 @@
 """Idempotency-Key on POST /email: replays, conflicts, freed keys, per-client scope, atomicity."""
 
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -8,11 +9,13 @@ import urllib.request
 
 import pytest
 import webtest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emailsvc import main
 from emailsvc.api.auth import hash_key
 from emailsvc.api.idempotency import InvalidKey, fingerprint, parse_key
-from emailsvc.api.schemas import SendEmailRequest
+from emailsvc.api.schemas import IDEMPOTENCY_KEY_PATTERN, SendEmailRequest
 from emailsvc.api.validators import bound_schema
 
 SHOP_KEY = "shop-key-0123456789"
@@ -185,6 +188,24 @@ def test_a_malformed_key_is_refused_with_400_and_records_nothing(
     assert (error["location"], error["name"]) == ("header", "Idempotency-Key")
     assert job_count(redis_client, redis_prefix) == 0
     assert idempotency_keys(redis_client, redis_prefix) == []
+
+
+KEYISH = st.text(
+    st.sampled_from(['"', "\\", " ", "a", "~", "\x7f", "é", "\x01"])
+    | st.characters(max_codepoint=0xFF),
+    max_size=260,
+)
+
+
+@given(value=KEYISH | KEYISH.map(lambda v: f'"{v}"'))
+def test_the_described_pattern_accepts_exactly_what_parse_key_accepts(value):
+    try:
+        parse_key(value)
+    except InvalidKey:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == bool(re.match(IDEMPOTENCY_KEY_PATTERN, value.strip(" \t"))), value
 
 
 def test_parse_key_reads_sf_strings_and_bare_keys():

@@ -10,6 +10,7 @@ from openapi_spec_validator import OpenAPIV2SpecValidator, validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from emailsvc import main
+from emailsvc.api import schemas
 
 VALID = {"recipients": ["ana@example.org"], "subject": "Réunion", "content": "Bonjour"}
 
@@ -109,6 +110,7 @@ def test_request_schemas_come_from_colander_bound_to_the_settings(spec):
     body, key = spec["paths"]["/email"]["post"]["parameters"]
     assert (key["name"], key["in"], key["type"]) == ("Idempotency-Key", "header", "string")
     assert key.get("required", False) is False and "255" in key["description"]
+    assert key["pattern"] == schemas.IDEMPOTENCY_KEY_PATTERN
     schema = body["schema"]
     assert body["in"] == "body" and body["required"] is True
     assert sorted(schema["required"]) == ["recipients", "subject"]

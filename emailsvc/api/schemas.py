@@ -572,6 +572,15 @@ class SendEmailBody(colander.MappingSchema):
         return colander.Mapping(unknown="raise")
 
 
+# What ``api.idempotency.parse_key`` accepts, for the descriptions: an RFC 8941 string of 1
+# to 255 characters (printable ASCII; ``\"`` and ``\\`` escaped), or a bare value of 1 to
+# 255 visible ASCII characters but ``"`` and ``\``.
+IDEMPOTENCY_KEY_PATTERN = (
+    '^(?:"(?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\["\\\\]){1,255}"'
+    "|[\\x21\\x23-\\x5b\\x5d-\\x7e]{1,255})$"
+)
+
+
 class IdempotencyKeyHeader(colander.MappingSchema):
     """The request headers of ``POST /email`` beyond authentication (``api/idempotency.py``)."""
 
@@ -579,6 +588,7 @@ class IdempotencyKeyHeader(colander.MappingSchema):
         colander.String(),
         name="Idempotency-Key",
         missing=colander.drop,
+        validator=colander.Regex(IDEMPOTENCY_KEY_PATTERN),
         description=(
             'A key of your choice, "quoted" (an RFC 8941 string) or bare, 1 to 255 printable '
             "ASCII characters: the same key and body again within "
