@@ -8,6 +8,7 @@ rendered for test ports the way the nginx image renders it.
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -64,6 +65,27 @@ def job_status(app, job_id):
     """The job's status document, or ``unknown`` while the service cannot answer."""
     response = app.get(f"/email/{job_id}", expect_errors=True)
     return response.json if response.status_int == 200 else {"status": "unknown"}
+
+
+FINAL_STATUSES = ("sent", "partially_failed", "failed", "cancelled")
+
+
+def post_job(app, body):
+    """POST ``body`` to ``/email`` through WebTest; the 202's document."""
+    return app.post("/email", json.dumps(body), content_type="application/json", status=202).json
+
+
+def wait_job_final(app, job_id, timeout=120):
+    """Poll the job's status document until it is final; its counters always add up."""
+
+    def final():
+        doc = app.get(f"/email/{job_id}").json
+        assert doc["sent"] + doc["failed"] + doc["pending"] == doc["total"]
+        return doc if doc["status"] in FINAL_STATUSES else None
+
+    doc = wait_for(final, timeout, interval=0.2)
+    assert doc, f"job {job_id} did not finish: {app.get(f'/email/{job_id}').json}"
+    return doc
 
 
 def queue_size(assembly):

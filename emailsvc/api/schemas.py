@@ -231,8 +231,8 @@ def _content_size(node, kw):
     return validate
 
 
-class Sender(colander.SchemaType):
-    """An optional From address; which domains a client may use is checked per key."""
+class EmailAddress(colander.SchemaType):
+    """One email address, checked as a recipient's is; deserializes to its ASCII form."""
 
     def deserialize(self, node, cstruct):
         if cstruct is colander.null:
@@ -241,6 +241,10 @@ class Sender(colander.SchemaType):
 
     def serialize(self, node, appstruct):
         return appstruct
+
+
+class Sender(EmailAddress):
+    """An optional From address; which domains a client may use is checked per key."""
 
 
 @colander.deferred
@@ -788,18 +792,6 @@ class Unavailable(colander.MappingSchema):
 # --- the suppression list ---
 
 MAX_SUPPRESSION_PAGE = 500
-
-
-class EmailAddress(colander.SchemaType):
-    """One email address, checked as a recipient's is; deserializes to its ASCII form."""
-
-    def deserialize(self, node, cstruct):
-        if cstruct is colander.null:
-            return cstruct
-        return checked_address(node, cstruct)
-
-    def serialize(self, node, appstruct):
-        return appstruct
 
 
 class SuppressionPath(colander.MappingSchema):

@@ -2,16 +2,14 @@
 with VERP envelope senders into aiosmtpd, and emailsvc-bounces as its own process, all on
 one real Redis. The reports go to the envelope senders the messages really had."""
 
-import json
 import os
 import smtplib
 
 import pytest
 
-from tests.harness import free_port, local_command, wait_for, write_ini
+from tests.harness import free_port, local_command, post_job, wait_for, wait_job_final, write_ini
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "samples", "bounces")
-FINAL = {"sent", "partially_failed", "failed", "cancelled"}
 
 
 @pytest.fixture
@@ -26,19 +24,9 @@ def settings(settings, tmp_path):
     }
 
 
-def post_job(app, recipients):
+def post_order(app, recipients):
     body = {"recipients": recipients, "subject": "Your order", "content": "Hello"}
-    return app.post("/email", json.dumps(body), content_type="application/json", status=202).json
-
-
-def wait_final(app, job_id):
-    def final():
-        doc = app.get(f"/email/{job_id}").json
-        return doc if doc["status"] in FINAL else None
-
-    doc = wait_for(final, 60, interval=0.2)
-    assert doc, f"job {job_id} did not finish"
-    return doc
+    return post_job(app, body)
 
 
 def report(port, rcpt, data):
@@ -70,8 +58,8 @@ def test_bounces_and_complaints_come_back_to_their_recipients_and_suppress_them(
     receiver.wait_for_output("emailsvc-bounces listening on")
     port = settings["emailsvc.bounces.port"]
 
-    job = post_job(app, ["ana@example.org", "bo@example.org"])["id"]
-    assert wait_final(app, job)["status"] == "sent"
+    job = post_order(app, ["ana@example.org", "bo@example.org"])["id"]
+    assert wait_job_final(app, job)["status"] == "sent"
     senders = {rcpts[0]: mail_from for mail_from, rcpts, _ in smtp_server.messages}
     assert all(s.startswith("bounces+") for s in senders.values())
     assert all(s.endswith("@bounces.example.com") for s in senders.values())
@@ -100,6 +88,6 @@ def test_bounces_and_complaints_come_back_to_their_recipients_and_suppress_them(
 
     # The next job sends to neither.
     before = len(smtp_server.messages)
-    again = wait_final(app, post_job(app, ["ana@example.org", "bo@example.org"])["id"])
+    again = wait_job_final(app, post_order(app, ["ana@example.org", "bo@example.org"])["id"])
     assert (again["status"], again["failed"], again["suppressed"]) == ("failed", 2, 2)
     assert len(smtp_server.messages) == before

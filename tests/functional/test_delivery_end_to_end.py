@@ -1,6 +1,5 @@
 """A job through the whole stack: the app, a real Redis, a real Celery worker, aiosmtpd."""
 
-import json
 import signal
 from email.utils import parsedate_to_datetime
 
@@ -8,29 +7,12 @@ import psutil
 import webtest
 
 from emailsvc import main
-from tests.harness import wait_for
-
-FINAL = {"sent", "partially_failed", "failed", "cancelled"}
+from tests.harness import post_job, wait_for, wait_job_final
 
 
 def body_of(msg):
     """The text of a received message, with the wire's CRLF line ends made plain."""
     return msg.get_content().replace("\r\n", "\n")
-
-
-def post_job(app, body):
-    return app.post("/email", json.dumps(body), content_type="application/json", status=202).json
-
-
-def wait_final(app, job_id, timeout=120):
-    def final():
-        doc = app.get(f"/email/{job_id}").json
-        assert doc["sent"] + doc["failed"] + doc["pending"] == doc["total"]
-        return doc if doc["status"] in FINAL else None
-
-    doc = wait_for(final, timeout, interval=0.2)
-    assert doc, f"job {job_id} did not finish: {app.get(f'/email/{job_id}').json}"
-    return doc
 
 
 def test_a_job_of_1000_recipients_is_delivered_exactly_once_each(app, smtp_server, start_worker):
@@ -44,7 +26,7 @@ def test_a_job_of_1000_recipients_is_delivered_exactly_once_each(app, smtp_serve
     }
     job = post_job(app, body)
 
-    doc = wait_final(app, job["id"])
+    doc = wait_job_final(app, job["id"])
     assert doc["status"] == "sent"
     assert (doc["total"], doc["sent"], doc["failed"], doc["pending"]) == (1000, 1000, 0, 0)
     assert doc["finished_at"] and doc["errors"] == []
@@ -77,7 +59,7 @@ def test_recipients_refused_with_550_fail_alone(app, smtp_server, start_worker):
     recipients[15] = "reject-b@example.org"
     job = post_job(app, {"recipients": recipients, "subject": "Hello", "content": "Hi"})
 
-    doc = wait_final(app, job["id"])
+    doc = wait_job_final(app, job["id"])
     assert doc["status"] == "partially_failed"
     assert (doc["sent"], doc["failed"], doc["pending"]) == (18, 2, 0)
     errors = sorted(doc["errors"], key=lambda e: e["recipient"])
@@ -90,7 +72,7 @@ def test_recipients_refused_with_550_fail_alone(app, smtp_server, start_worker):
 def test_a_job_whose_every_recipient_is_refused_ends_failed(app, smtp_server, start_worker):
     start_worker()
     job = post_job(app, {"recipients": ["reject@example.org"], "subject": "S", "content": "C"})
-    doc = wait_final(app, job["id"])
+    doc = wait_job_final(app, job["id"])
     assert doc["status"] == "failed" and doc["failed"] == 1 and doc["errors"][0]["code"] == 550
     assert smtp_server.messages == []
 
@@ -115,7 +97,7 @@ def test_recipient_vars_reach_the_template_for_that_recipient_only(
         "template": "hello",
     }
     job = post_job(app, body)
-    doc = wait_final(app, job["id"])
+    doc = wait_job_final(app, job["id"])
     assert doc["status"] == "sent"
     bodies = {m["To"].addresses[0].addr_spec: body_of(m) for _, _, m in smtp_server.messages}
     # The content is data, not a template: its ${greeting} arrives as written.
@@ -130,7 +112,7 @@ def test_transient_refusals_are_retried_then_reported(app, smtp_server, start_wo
     job = post_job(
         app, {"recipients": ["busy@example.org", "ok@example.org"], "subject": "S", "content": "C"}
     )
-    doc = wait_final(app, job["id"], timeout=60)
+    doc = wait_job_final(app, job["id"], timeout=60)
     assert doc["status"] == "partially_failed" and doc["sent"] == 1
     [error] = doc["errors"]
     assert error["recipient"] == "busy@example.org" and error["code"] == 451
@@ -148,7 +130,7 @@ def test_a_worker_process_killed_mid_chunk_loses_no_recipient(app, smtp_server, 
     [child] = psutil.Process(worker.process.pid).children()
     child.send_signal(signal.SIGKILL)
 
-    doc = wait_final(app, job["id"], timeout=90)
+    doc = wait_job_final(app, job["id"], timeout=90)
     assert doc["status"] == "sent" and doc["sent"] == 30
     delivered = [r for _, rcpts, _ in smtp_server.messages for r in rcpts]
     assert sorted(set(delivered)) == sorted(recipients)

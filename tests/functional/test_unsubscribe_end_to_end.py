@@ -1,30 +1,13 @@
 """Suppressions and one-click unsubscribe through the app, a real Redis, a real Celery
 worker and aiosmtpd: the links the messages carry are the ones that unsubscribe."""
 
-import json
 import re
 from urllib.parse import urlsplit
 
-from tests.harness import wait_for
+from tests.harness import post_job, wait_job_final
 
-FINAL = {"sent", "partially_failed", "failed", "cancelled"}
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 _URL = re.compile(r"<(https?://[^>]+)>")
-
-
-def post_job(app, body):
-    return app.post("/email", json.dumps(body), content_type="application/json", status=202).json
-
-
-def wait_final(app, job_id, timeout=60):
-    def final():
-        doc = app.get(f"/email/{job_id}").json
-        assert doc["sent"] + doc["failed"] + doc["pending"] == doc["total"]
-        return doc if doc["status"] in FINAL else None
-
-    doc = wait_for(final, timeout, interval=0.2)
-    assert doc, f"job {job_id} did not finish: {app.get(f'/email/{job_id}').json}"
-    return doc
 
 
 def received(smtp_server):
@@ -48,8 +31,8 @@ def test_a_broadcast_link_unsubscribes_and_the_next_job_skips_the_address(
     transactional = post_job(
         app, {"recipients": ["cy@example.org"], "subject": "Receipt", "content": "Paid"}
     )
-    assert wait_final(app, broadcast["id"])["status"] == "sent"
-    assert wait_final(app, transactional["id"])["status"] == "sent"
+    assert wait_job_final(app, broadcast["id"])["status"] == "sent"
+    assert wait_job_final(app, transactional["id"])["status"] == "sent"
     messages = received(smtp_server)
     for person in people:
         msg = messages[person]
@@ -81,7 +64,7 @@ def test_a_broadcast_link_unsubscribes_and_the_next_job_skips_the_address(
     again = post_job(
         app, {"recipients": people, "subject": "More", "content": "Hi", "stream": "broadcast"}
     )
-    doc = wait_final(app, again["id"])
+    doc = wait_job_final(app, again["id"])
     assert (doc["status"], doc["sent"], doc["failed"], doc["suppressed"]) == (
         "partially_failed",
         1,
@@ -103,7 +86,7 @@ def test_a_suppression_added_after_acceptance_is_honoured_by_the_worker(
     # Accepted, not yet sent (no worker runs): then suppressed.
     app.put("/suppressions/bo@example.org", status=201)
     start_worker()
-    doc = wait_final(app, job["id"])
+    doc = wait_job_final(app, job["id"])
     assert (doc["sent"], doc["failed"], doc["suppressed"]) == (2, 1, 1)
     assert doc["errors"] == [
         {"recipient": "bo@example.org", "code": None, "message": "suppressed: manual"}
@@ -113,4 +96,4 @@ def test_a_suppression_added_after_acceptance_is_honoured_by_the_worker(
     # Removed, the address is sent to again.
     app.delete("/suppressions/bo@example.org", status=200)
     again = post_job(app, {"recipients": ["bo@example.org"], "subject": "S2", "content": "C"})
-    assert wait_final(app, again["id"])["status"] == "sent"
+    assert wait_job_final(app, again["id"])["status"] == "sent"
