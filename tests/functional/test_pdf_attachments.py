@@ -10,8 +10,7 @@ import pytest
 import webtest
 
 from emailsvc import main
-from tests.functional.test_delivery_end_to_end import post_job, wait_final
-from tests.harness import free_port
+from tests.harness import free_port, post_job, wait_job_final
 
 
 class RecordingHTTPServer:
@@ -92,7 +91,7 @@ def test_200_recipients_get_200_distinct_pdfs_and_templates_fetch_nothing(
         "pdf_attachments": [{"template": "invoice", "filename": "facture-${order}.pdf"}],
     }
     job = post_job(app, body)
-    assert wait_final(app, job["id"], timeout=240)["status"] == "sent"
+    assert wait_job_final(app, job["id"], timeout=240)["status"] == "sent"
 
     messages = smtp_server.messages
     assert len(messages) == 200
@@ -129,7 +128,7 @@ def test_a_pdf_template_escapes_vars(settings, smtp_server, start_worker, tmp_pa
         "pdf_attachments": [{"template": "card", "filename": "carte.pdf"}],
     }
     job = post_job(app, body)
-    assert wait_final(app, job["id"])["status"] == "sent"
+    assert wait_job_final(app, job["id"])["status"] == "sent"
     [(_, _, msg)] = smtp_server.messages
     [attachment] = list(msg.iter_attachments())
     # The var is text in the PDF, not markup.

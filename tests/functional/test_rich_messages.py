@@ -8,7 +8,7 @@ import webtest
 
 from emailsvc import main
 from emailsvc.jobs.tasks import START_JOB
-from tests.functional.test_delivery_end_to_end import post_job, wait_final
+from tests.harness import post_job, wait_job_final
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
@@ -55,7 +55,7 @@ def test_html_text_attachments_and_an_inline_image_arrive_as_the_right_mime_tree
         "bcc": ["archive@example.org"],
     }
     job = post_job(app, rich_job([recipient]))
-    assert wait_final(app, job["id"])["status"] == "sent"
+    assert wait_job_final(app, job["id"])["status"] == "sent"
 
     [(mail_from, rcpt_tos, msg)] = smtp_server.messages
     # One message: the recipient, its cc and its bcc in the envelope.
@@ -107,7 +107,7 @@ def test_html_alone_gets_a_readable_text_part(app, smtp_server, start_worker):
         "<br>et à bientôt.</p><script>track()</script>",
     }
     job = post_job(app, body)
-    assert wait_final(app, job["id"])["status"] == "sent"
+    assert wait_job_final(app, job["id"])["status"] == "sent"
     [(_, _, msg)] = smtp_server.messages
     assert [p.get_content_type() for p in msg.walk()] == [
         "multipart/alternative",
@@ -145,7 +145,7 @@ def test_vars_are_escaped_in_html_literal_in_text_and_template_syntax_stays_data
         "html": "<p>Markup ${order} <i>kept</i></p>",
     }
     job = post_job(app, body)
-    assert wait_final(app, job["id"])["status"] == "sent"
+    assert wait_job_final(app, job["id"])["status"] == "sent"
     [(_, _, msg)] = smtp_server.messages
     html = msg.get_body(("html",)).get_content()
     assert "<p>Order &lt;script&gt;alert(1)&lt;/script&gt; for &lt;b&gt;Ana&lt;/b&gt;</p>" in html
